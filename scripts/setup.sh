@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Creates .venv and installs everything rlmusic needs on a fresh machine:
+# Debian packages (FluidSynth + a General MIDI soundfont, Chromium for the browser
+# tests) when we are root, torch pinned to the local CPU wheel, then the package
+# with its dev extras. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+DEBS="fluidsynth fluid-soundfont-gm chromium"
+
+missing=""
+for p in $DEBS; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "setup: WARNING: Debian packages missing and not root:$missing" >&2
+    echo "setup: audio falls back to pretty_midi's bundled soundfont via pyfluidsynth;" >&2
+    echo "setup: browser tests need /usr/bin/chromium." >&2
+  fi
+fi
+
+stamp=.venv/.installed
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# An unpinned torch pulls a multi-GB CUDA build; the pin takes the CPU wheel here.
+.venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
+.venv/bin/python -m pip install -q -e ".[dev]"
+touch "$stamp"
+echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
