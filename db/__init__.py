@@ -1,0 +1,112 @@
+"""The ratings database: what the rest of rlmusic calls to store and read judgements.
+
+Callers never write ORM queries: they call these functions with an ``Engine`` from
+``get_engine()`` and get plain values back. The schema changes only through Alembic
+(``upgrade``; ``check_schema`` says when it is needed). This package imports nothing of
+rlmusic, envs or app (DESIGN.md, layers).
+
+Modules, one concept each:
+  engine      URL, engine per URL (SQLite WAL + busy timeout), sessions, retry on contention
+  models      the tables (SQLAlchemy 2.0 typed declarative)
+  schema      Alembic: upgrade, downgrade, check_schema
+  queue       models, clips, next_clip / next_pair
+  ratings     raters, star ratings (+ history), pairwise comparisons, rows for the reward model
+  csvio       ratings CSV import / export
+  jobs        fine-tuning jobs and rounds of the loop
+  dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
+  cli         `rlmusic db ...` and `rlmusic ratings ...`
+"""
+
+from db.csvio import RatingsImportError, export_ratings, import_ratings, read_ratings_csv
+from db.dashboard import rater_agreement, ratings_by_day, ratings_per_model, recent_jobs, stats
+from db.engine import database_url, dispose_engine, get_engine, rlmusic_home, session_scope
+from db.jobs import (
+    create_job,
+    get_job,
+    list_jobs,
+    list_rounds,
+    record_round,
+    set_round_tuned_model,
+    update_job,
+)
+from db.models import JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
+from db.queue import (
+    ClipInfo,
+    enqueue_clips,
+    get_clip,
+    list_models,
+    next_clip,
+    next_pair,
+    queue_size,
+    register_model,
+    set_clip_audio,
+    set_clip_priority,
+)
+from db.ratings import (
+    add_comparison,
+    add_rating,
+    get_or_create_rater,
+    list_raters,
+    pair_rows,
+    rater_count,
+    star_rows,
+)
+from db.schema import (
+    SchemaOutOfDateError,
+    check_schema,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
+
+__all__ = [
+    "JOB_STATUSES",
+    "MODEL_KINDS",
+    "RATING_TAGS",
+    "WINNERS",
+    "ClipInfo",
+    "RatingsImportError",
+    "SchemaOutOfDateError",
+    "add_comparison",
+    "add_rating",
+    "check_schema",
+    "create_job",
+    "current_revision",
+    "database_url",
+    "dispose_engine",
+    "downgrade",
+    "enqueue_clips",
+    "export_ratings",
+    "get_clip",
+    "get_engine",
+    "get_job",
+    "get_or_create_rater",
+    "head_revision",
+    "import_ratings",
+    "list_jobs",
+    "list_models",
+    "list_raters",
+    "list_rounds",
+    "next_clip",
+    "next_pair",
+    "pair_rows",
+    "queue_size",
+    "rater_agreement",
+    "rater_count",
+    "ratings_by_day",
+    "ratings_per_model",
+    "read_ratings_csv",
+    "recent_jobs",
+    "record_round",
+    "register_model",
+    "rlmusic_home",
+    "session_scope",
+    "set_clip_audio",
+    "set_clip_priority",
+    "set_round_tuned_model",
+    "star_rows",
+    "stats",
+    "update_job",
+    "upgrade",
+]

@@ -1,0 +1,249 @@
+"""The tables, as SQLAlchemy 2.0 typed declarative models.
+
+The schema changes only through Alembic migrations (``alembic/versions``); a test runs
+``alembic check`` so these classes and the migrations never drift apart. Callers outside
+``db/`` never see these classes: they call the functions of ``db/`` and get plain values.
+
+Reading order follows the rating loop: who rates (raters), what produced the clips
+(models), the clips, the two kinds of human judgement (star ratings with their history,
+pairwise comparisons), then the training side (fine-tuning jobs, rounds).
+
+Two counters are denormalised on ``clips`` (``n_ratings``, ``n_comparisons``): they are
+what makes ``next_clip`` an index walk instead of an aggregate over every rating. They are
+only ever changed with ``SET n = n + 1`` inside the transaction that inserts the rating or
+comparison, so they stay exact under concurrent writers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Constraint names are derived, never left to the backend, so migrations can name what
+# they alter and SQLite (batch mode) and PostgreSQL end up with the same schema.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MODEL_KINDS = ("prior", "tuned")
+WINNERS = ("a", "b", "tie")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+# Tags a rater may attach to a star rating (the listening app shows these as chips).
+RATING_TAGS = ("boring", "no structure", "surprising", "pleasant")
+RATER_NAME_MAX = 64
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (every timestamp column holds UTC)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    SQLite has no timezone type and returns naive datetimes; PostgreSQL returns aware
+    ones. This makes both return aware UTC so callers can compare and subtract freely.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[int]: JSON}
+
+
+class Rater(Base):
+    """A person who rates; created on the fly from the name typed in the app or a CSV."""
+
+    __tablename__ = "raters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(RATER_NAME_MAX), unique=True)  # stripped, 1..64
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    """A model directory (prior or tuned) whose samples enter the rating queue."""
+
+    __tablename__ = "models"
+    __table_args__ = (CheckConstraint("kind IN ('prior', 'tuned')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))  # display name (directory basename by default)
+    kind: Mapped[str] = mapped_column(String(16))  # one of MODEL_KINDS
+    directory: Mapped[str] = mapped_column(String(1024), unique=True)  # absolute path: the identity
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))  # tuned from
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # corpus, reward model, commit
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Clip(Base):
+    """One generated melody waiting to be (or already) rated."""
+
+    __tablename__ = "clips"
+    __table_args__ = (
+        CheckConstraint("steps > 0", name="steps_positive"),
+        # next_clip(order="fewest"): walk clips by rating count, oldest first.
+        Index("ix_clips_queue_fewest", "n_ratings", "id"),
+        # next_clip(order="priority"): highest priority first, then fewest ratings.
+        Index("ix_clips_queue_priority", text("priority DESC"), "n_ratings", "id"),
+        # next_pair: clips of one length, fewest comparisons first.
+        Index("ix_clips_queue_pairs", "steps", "n_comparisons", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    tokens: Mapped[list[int]] = mapped_column(JSON)  # token ids, one per 16th-note step
+    steps: Mapped[int] = mapped_column(Integer)  # len(tokens); pairs are made within one length
+    midi_path: Mapped[str] = mapped_column(String(1024))
+    audio_path: Mapped[str | None] = mapped_column(String(1024))  # WAV, set once rendered
+    seed: Mapped[int | None] = mapped_column(BigInteger)  # sampling seed, for reproduction
+    # Active selection score (issue 7): higher is shown first by next_clip(order="priority").
+    priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Denormalised counters, kept exact by the writers (see the module docstring).
+    n_ratings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_comparisons: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    model: Mapped[Model] = relationship(lazy="joined", innerjoin=True)
+
+
+class Rating(Base):
+    """A star rating: one per rater and clip; re-rating updates it and logs the old value."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        # The unique index also serves next_clip's "not rated by this rater" probe.
+        UniqueConstraint("rater_id", "clip_id"),
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    stars: Mapped[int] = mapped_column(Integer)  # 1..5
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # subset of RATING_TAGS
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RatingHistory(Base):
+    """A value a rating held before it was changed (written on every real change)."""
+
+    __tablename__ = "rating_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"), index=True)
+    stars: Mapped[int] = mapped_column(Integer)  # the old value
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)  # the old tags
+    rated_at: Mapped[datetime] = mapped_column()  # when the old value was given
+    replaced_at: Mapped[datetime] = mapped_column(default=utcnow)  # when it was overwritten
+
+
+class Comparison(Base):
+    """A pairwise judgement: which of two clips a rater preferred.
+
+    ``clip_a_id``/``clip_b_id`` keep the order the rater saw (A left, B right) so position
+    bias can be studied; ``pair_lo``/``pair_hi`` are the same two ids sorted, and carry
+    the "one per rater and unordered pair" uniqueness.
+    """
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "pair_lo", "pair_hi"),
+        CheckConstraint("clip_a_id <> clip_b_id", name="distinct_clips"),
+        CheckConstraint(
+            "(pair_lo = clip_a_id AND pair_hi = clip_b_id AND clip_a_id < clip_b_id)"
+            " OR (pair_lo = clip_b_id AND pair_hi = clip_a_id AND clip_b_id < clip_a_id)",
+            name="pair_sorted",
+        ),
+        CheckConstraint("winner IN ('a', 'b', 'tie')", name="winner"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    clip_a_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    clip_b_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    pair_lo: Mapped[int] = mapped_column(Integer)  # min(clip_a_id, clip_b_id)
+    pair_hi: Mapped[int] = mapped_column(Integer)  # max(clip_a_id, clip_b_id)
+    winner: Mapped[str] = mapped_column(String(3))  # 'a', 'b' or 'tie' (relative to clip_a/clip_b)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A fine-tuning (or reward-fitting, generation...) job and how it went."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. 'tune', 'reward', 'generate'
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full config the job ran with
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # one of JOB_STATUSES
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # last reported metrics
+    error: Mapped[str | None] = mapped_column(Text)  # traceback or message when failed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Round(Base):
+    """One turn of the loop: which judgements fitted which reward model, and what it tuned.
+
+    Id lists are stored as sorted inclusive ranges ``[[lo, hi], ...]`` (ratings are mostly
+    consecutive ids), which keeps a round of 100k ratings a few bytes long and lossless.
+    """
+
+    __tablename__ = "rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reward_model_dir: Mapped[str] = mapped_column(String(1024))
+    rating_id_ranges: Mapped[list[list[int]]] = mapped_column(JSON)
+    comparison_id_ranges: Mapped[list[list[int]]] = mapped_column(JSON)
+    n_ratings: Mapped[int] = mapped_column(Integer)
+    n_comparisons: Mapped[int] = mapped_column(Integer)
+    parent_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))  # model tuned from
+    tuned_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))  # model it produced
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

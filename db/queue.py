@@ -1,0 +1,314 @@
+"""The rating queue: register models, enqueue their clips, and pick what a rater hears next.
+
+``next_clip`` and ``next_pair`` are index walks over the denormalised counters on
+``clips`` (see ``db/models.py``): they stay fast at 100k clips (``benchmarks/bench_db.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, case, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from db.engine import retrying, session_scope
+from db.models import MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
+
+NEXT_CLIP_ORDERS = ("fewest", "priority")
+PAIR_CANDIDATES = 64  # first clips tried as "A" per round trip of next_pair
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """A clip as the app and the CLI see it (plain values, no session attached)."""
+
+    id: int
+    model_id: int
+    model_name: str
+    tokens: list[int]
+    steps: int
+    midi_path: str
+    audio_path: str | None
+    seed: int | None
+
+
+def _clip_info(clip: Clip) -> ClipInfo:
+    return ClipInfo(
+        id=clip.id,
+        model_id=clip.model_id,
+        model_name=clip.model.name,
+        tokens=list(clip.tokens),
+        steps=clip.steps,
+        midi_path=clip.midi_path,
+        audio_path=clip.audio_path,
+        seed=clip.seed,
+    )
+
+
+def register_model(
+    engine: Engine,
+    *,
+    name: str,
+    directory: str | Path,
+    kind: str,
+    parent_id: int | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> int:
+    """Add a model directory to the database; idempotent by (resolved) directory.
+
+    Args:
+        name: display name in the app and dashboards.
+        directory: the model directory; its absolute path is the model's identity, so
+            registering the same directory again returns the existing id unchanged.
+        kind: ``"prior"`` or ``"tuned"``.
+        parent_id: id of the model this one was tuned from (None for a prior).
+        provenance: free JSON (corpus, reward model, git commit...), as in config.json.
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {kind!r} is not one of {', '.join(MODEL_KINDS)}")
+    if not name or not str(name).strip():
+        raise ValueError(f"model name {name!r} is empty")
+    directory = str(Path(directory).expanduser().resolve())
+
+    def work(session: Session) -> int:
+        existing = session.scalar(select(Model.id).where(Model.directory == directory))
+        if existing is not None:
+            return existing
+        if parent_id is not None and session.get(Model, parent_id) is None:
+            raise ValueError(f"parent model id {parent_id!r} does not exist")
+        model = Model(
+            name=str(name).strip(),
+            kind=kind,
+            directory=directory,
+            parent_id=parent_id,
+            provenance=provenance,
+        )
+        session.add(model)
+        session.flush()
+        return model.id
+
+    return retrying(engine, work)
+
+
+def list_models(engine: Engine) -> list[dict[str, Any]]:
+    """All models, oldest first, as plain dicts."""
+    with session_scope(engine) as session:
+        models = session.scalars(select(Model).order_by(Model.id)).all()
+        return [
+            {
+                "id": m.id,
+                "name": m.name,
+                "kind": m.kind,
+                "directory": m.directory,
+                "parent_id": m.parent_id,
+                "provenance": m.provenance,
+                "created_at": m.created_at,
+            }
+            for m in models
+        ]
+
+
+def _check_tokens(index: int, tokens: Any) -> list[int]:
+    if not isinstance(tokens, list | tuple) or not tokens:
+        raise ValueError(
+            f"clip {index}: tokens must be a non-empty list of ints, got {tokens!r:.80}"
+        )
+    out = []
+    for t in tokens:
+        if isinstance(t, bool) or not isinstance(t, int):
+            raise ValueError(f"clip {index}: token {t!r} is not an int")
+        out.append(int(t))
+    return out
+
+
+def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, Any]]) -> list[int]:
+    """Add generated clips of one model to the rating queue; returns their ids in order.
+
+    Each clip is a mapping with ``tokens`` (list of token ids), ``midi_path``, and
+    optionally ``steps`` (defaults to ``len(tokens)``; must equal it when given),
+    ``audio_path`` (None until rendered) and ``seed``. All are added in one transaction.
+    """
+    rows = []
+    for i, clip in enumerate(clips):
+        tokens = _check_tokens(i, clip.get("tokens"))
+        steps = clip.get("steps", len(tokens))
+        if steps != len(tokens):
+            raise ValueError(f"clip {i}: steps {steps!r} != len(tokens) {len(tokens)}")
+        if not clip.get("midi_path"):
+            raise ValueError(f"clip {i}: midi_path {clip.get('midi_path')!r} is empty")
+        seed = clip.get("seed")
+        audio = clip.get("audio_path")
+        rows.append(
+            {
+                "model_id": model_id,
+                "tokens": tokens,
+                "steps": steps,
+                "midi_path": str(clip["midi_path"]),
+                "audio_path": None if audio is None else str(audio),
+                "seed": None if seed is None else int(seed),
+            }
+        )
+
+    def work(session: Session) -> list[int]:
+        if session.get(Model, model_id) is None:
+            raise ValueError(f"model id {model_id!r} does not exist")
+        objects = [Clip(**row) for row in rows]
+        session.add_all(objects)
+        session.flush()
+        return [c.id for c in objects]
+
+    return retrying(engine, work) if rows else []
+
+
+def set_clip_audio(engine: Engine, clip_id: int, audio_path: str | Path | None) -> None:
+    """Record where a clip's rendered audio is (None: not rendered)."""
+    value = None if audio_path is None else str(audio_path)
+
+    def work(session: Session) -> None:
+        result = session.execute(update(Clip).where(Clip.id == clip_id).values(audio_path=value))
+        if result.rowcount == 0:
+            raise ValueError(f"clip id {clip_id!r} does not exist")
+
+    retrying(engine, work)
+
+
+def set_clip_priority(engine: Engine, scores: Mapping[int, float]) -> None:
+    """Set ``clips.priority`` for active selection; higher is shown first by
+    ``next_clip(order="priority")``. Unknown clip ids raise ``ValueError``."""
+    items = [(int(k), float(v)) for k, v in scores.items()]
+
+    def work(session: Session) -> None:
+        known = set()
+        ids = [k for k, _ in items]
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            known.update(session.scalars(select(Clip.id).where(Clip.id.in_(chunk))))
+        missing = sorted(set(ids) - known)
+        if missing:
+            raise ValueError(f"unknown clip ids {missing[:10]}{'...' if len(missing) > 10 else ''}")
+        if items:
+            session.execute(
+                update(Clip),
+                [{"id": k, "priority": v} for k, v in items],
+            )
+
+    retrying(engine, work)
+
+
+def get_clip(engine: Engine, clip_id: int) -> ClipInfo:
+    """One clip by id (``ValueError`` if there is none)."""
+    with session_scope(engine) as session:
+        clip = session.get(Clip, clip_id)
+        if clip is None:
+            raise ValueError(f"clip id {clip_id!r} does not exist")
+        return _clip_info(clip)
+
+
+def _rater_id(session: Session, rater: str) -> int | None:
+    return session.scalar(select(Rater.id).where(Rater.name == rater.strip()))
+
+
+def next_clip(
+    engine: Engine,
+    rater: str,
+    *,
+    order: Literal["fewest", "priority"] = "fewest",
+    exclude: Iterable[int] = (),
+    require_audio: bool = False,
+) -> ClipInfo | None:
+    """The clip ``rater`` should rate next, or None when they have rated everything.
+
+    Never a clip this rater has already rated.
+
+    Args:
+        rater: rater name (need not exist yet: a new rater gets the start of the queue).
+        order: ``"fewest"``: fewest ratings first, ties oldest (lowest id) first;
+            ``"priority"``: highest ``clips.priority`` first (active selection, see
+            ``set_clip_priority``), then as ``"fewest"``.
+        exclude: clip ids to skip (e.g. the clip on screen in another tab).
+        require_audio: only clips whose audio has been rendered.
+    """
+    if order not in NEXT_CLIP_ORDERS:
+        raise ValueError(f"order {order!r} is not one of {', '.join(NEXT_CLIP_ORDERS)}")
+    exclude = list(exclude)
+    with session_scope(engine) as session:
+        query = select(Clip)
+        rater_id = _rater_id(session, rater)
+        if rater_id is not None:
+            rated = exists().where(Rating.clip_id == Clip.id, Rating.rater_id == rater_id)
+            query = query.where(~rated)
+        if exclude:
+            query = query.where(Clip.id.not_in(exclude))
+        if require_audio:
+            query = query.where(Clip.audio_path.is_not(None))
+        if order == "priority":
+            query = query.order_by(Clip.priority.desc(), Clip.n_ratings, Clip.id)
+        else:
+            query = query.order_by(Clip.n_ratings, Clip.id)
+        clip = session.scalars(query.limit(1)).first()
+        return None if clip is None else _clip_info(clip)
+
+
+def next_pair(
+    engine: Engine,
+    rater: str,
+    *,
+    require_audio: bool = False,
+) -> tuple[ClipInfo, ClipInfo] | None:
+    """Two clips ``rater`` has not compared together, or None when there are none.
+
+    Both clips have the same length (``steps``). Clip A is the clip with the fewest
+    comparisons (ties: oldest); B is, among same-length clips not yet compared with A by
+    this rater, one from a different model when there is one, then fewest comparisons,
+    then oldest.
+
+    Args:
+        rater: rater name (need not exist yet).
+        require_audio: only clips whose audio has been rendered.
+    """
+    with session_scope(engine) as session:
+        rater_id = _rater_id(session, rater)
+        base = select(Clip)
+        if require_audio:
+            base = base.where(Clip.audio_path.is_not(None))
+        offset = 0
+        while True:
+            candidates = session.scalars(
+                base.order_by(Clip.n_comparisons, Clip.id).offset(offset).limit(PAIR_CANDIDATES)
+            ).all()
+            if not candidates:
+                return None
+            for a in candidates:
+                query = base.where(Clip.steps == a.steps, Clip.id != a.id)
+                if rater_id is not None:
+                    lo = case((Clip.id < a.id, Clip.id), else_=a.id)
+                    hi = case((Clip.id < a.id, a.id), else_=Clip.id)
+                    done = exists().where(
+                        Comparison.rater_id == rater_id,
+                        Comparison.pair_lo == lo,
+                        Comparison.pair_hi == hi,
+                    )
+                    query = query.where(~done)
+                same_model = case((Clip.model_id == a.model_id, 1), else_=0)
+                b = session.scalars(
+                    query.order_by(same_model, Clip.n_comparisons, Clip.id).limit(1)
+                ).first()
+                if b is not None:
+                    return _clip_info(a), _clip_info(b)
+            offset += PAIR_CANDIDATES
+
+
+def queue_size(engine: Engine, rater: str | None = None) -> int:
+    """Clips ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
+    with session_scope(engine) as session:
+        if rater is None:
+            return session.scalar(select(func.count()).where(Clip.n_ratings == 0)) or 0
+        total = session.scalar(select(func.count(Clip.id))) or 0
+        rater_id = _rater_id(session, rater)
+        if rater_id is None:
+            return total
+        rated = session.scalar(select(func.count()).where(Rating.rater_id == rater_id)) or 0
+        return total - rated

@@ -1,0 +1,384 @@
+"""Human judgements: raters, star ratings (with history) and pairwise comparisons.
+
+Writes go through ``retrying`` (``db/engine.py``): under many concurrent writers SQLite's
+"database is locked" and PostgreSQL's unique-key races are retried, never surfaced. The
+upsert helpers (``upsert_rating``, ``upsert_comparison``) are shared with the CSV import
+so both paths obey the same rules: one rating per rater and clip (a new value updates it
+and logs the old one in ``rating_history``), one comparison per rater and unordered pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from db.engine import retrying, session_scope
+from db.models import (
+    RATER_NAME_MAX,
+    RATING_TAGS,
+    WINNERS,
+    Clip,
+    Comparison,
+    Rater,
+    Rating,
+    RatingHistory,
+    utcnow,
+)
+
+Outcome = Literal["inserted", "updated", "unchanged"]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_rater_name(name: Any) -> str:
+    """The stripped rater name; ``ValueError`` unless it is 1..64 characters."""
+    if not isinstance(name, str):
+        raise ValueError(f"rater name {name!r} is not a string")
+    stripped = name.strip()
+    if not 1 <= len(stripped) <= RATER_NAME_MAX:
+        raise ValueError(
+            f"rater name {name!r} must be 1..{RATER_NAME_MAX} characters once stripped"
+        )
+    return stripped
+
+
+def check_stars(stars: Any) -> int:
+    """``stars`` as an int in 1..5, else ``ValueError`` naming the value."""
+    if isinstance(stars, bool) or not isinstance(stars, int) or not 1 <= stars <= 5:
+        raise ValueError(f"stars {stars!r} is not an integer in 1..5")
+    return int(stars)
+
+
+def check_winner(winner: Any) -> str:
+    """``winner`` if it is ``'a'``, ``'b'`` or ``'tie'``, else ``ValueError``."""
+    if winner not in WINNERS:
+        raise ValueError(f"winner {winner!r} is not one of {', '.join(WINNERS)}")
+    return winner
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Known tags, deduplicated, in ``RATING_TAGS`` order; unknown ones raise."""
+    if isinstance(tags, str):
+        raise ValueError(f"tags {tags!r} must be a list of tags, not one string")
+    given = set()
+    for tag in tags:
+        if tag not in RATING_TAGS:
+            raise ValueError(f"tag {tag!r} is not one of {', '.join(RATING_TAGS)}")
+        given.add(tag)
+    return [t for t in RATING_TAGS if t in given]
+
+
+# ----------------------------------------------------------------------------- upserts
+
+
+def ensure_rater(session: Session, name: str) -> int:
+    """Id of the rater ``name`` (already checked), created if new."""
+    rater_id = session.scalar(select(Rater.id).where(Rater.name == name))
+    if rater_id is None:
+        rater = Rater(name=name)
+        session.add(rater)
+        session.flush()  # a concurrent insert of the same name fails here -> retried
+        rater_id = rater.id
+    return rater_id
+
+
+def upsert_rating(
+    session: Session,
+    rater_id: int,
+    clip_id: int,
+    stars: int,
+    tags: list[str] | None,
+    now: datetime,
+) -> tuple[int, Outcome]:
+    """Insert or update the (rater, clip) rating; ``tags=None`` keeps the stored tags."""
+    rating = session.scalars(
+        select(Rating)
+        .where(Rating.rater_id == rater_id, Rating.clip_id == clip_id)
+        .with_for_update()
+    ).first()
+    if rating is None:
+        rating = Rating(
+            rater_id=rater_id,
+            clip_id=clip_id,
+            stars=stars,
+            tags=tags or [],
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(rating)
+        session.flush()
+        session.execute(update(Clip).where(Clip.id == clip_id).values(n_ratings=Clip.n_ratings + 1))
+        return rating.id, "inserted"
+    new_tags = list(rating.tags) if tags is None else tags
+    if rating.stars == stars and list(rating.tags) == new_tags:
+        return rating.id, "unchanged"
+    session.add(
+        RatingHistory(
+            rating_id=rating.id,
+            stars=rating.stars,
+            tags=list(rating.tags),
+            rated_at=rating.updated_at,
+            replaced_at=now,
+        )
+    )
+    rating.stars = stars
+    rating.tags = new_tags
+    rating.updated_at = now
+    session.flush()
+    return rating.id, "updated"
+
+
+def _winner_of_lo(clip_a: int, clip_b: int, winner: str) -> str:
+    """The verdict relative to the sorted pair: 'lo', 'hi' or 'tie'."""
+    if winner == "tie":
+        return "tie"
+    winning_clip = clip_a if winner == "a" else clip_b
+    return "lo" if winning_clip == min(clip_a, clip_b) else "hi"
+
+
+def upsert_comparison(
+    session: Session,
+    rater_id: int,
+    clip_a: int,
+    clip_b: int,
+    winner: str,
+    now: datetime,
+) -> tuple[int, Outcome]:
+    """Insert or update the rater's comparison of the unordered pair {clip_a, clip_b}.
+
+    The same verdict given again (in either order of presentation) is unchanged; a
+    different verdict replaces the stored one, with the new presentation order.
+    """
+    lo, hi = min(clip_a, clip_b), max(clip_a, clip_b)
+    comparison = session.scalars(
+        select(Comparison)
+        .where(Comparison.rater_id == rater_id, Comparison.pair_lo == lo, Comparison.pair_hi == hi)
+        .with_for_update()
+    ).first()
+    if comparison is None:
+        comparison = Comparison(
+            rater_id=rater_id,
+            clip_a_id=clip_a,
+            clip_b_id=clip_b,
+            pair_lo=lo,
+            pair_hi=hi,
+            winner=winner,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(comparison)
+        session.flush()
+        session.execute(
+            update(Clip).where(Clip.id.in_((lo, hi))).values(n_comparisons=Clip.n_comparisons + 1)
+        )
+        return comparison.id, "inserted"
+    old = _winner_of_lo(comparison.clip_a_id, comparison.clip_b_id, comparison.winner)
+    if old == _winner_of_lo(clip_a, clip_b, winner):
+        return comparison.id, "unchanged"
+    comparison.clip_a_id, comparison.clip_b_id = clip_a, clip_b
+    comparison.winner = winner
+    comparison.updated_at = now
+    session.flush()
+    return comparison.id, "updated"
+
+
+def _require_clips(session: Session, *clip_ids: int) -> None:
+    found = set(session.scalars(select(Clip.id).where(Clip.id.in_(clip_ids))))
+    for clip_id in clip_ids:
+        if clip_id not in found:
+            raise ValueError(f"clip id {clip_id!r} does not exist")
+
+
+def _check_clip_id(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} {value!r} is not an integer clip id")
+    return value
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def get_or_create_rater(engine: Engine, name: str) -> int:
+    """Id of the rater called ``name`` (stripped; 1..64 characters), created if new."""
+    name = check_rater_name(name)
+    return retrying(engine, lambda session: ensure_rater(session, name))
+
+
+def add_rating(
+    engine: Engine,
+    rater: str,
+    clip_id: int,
+    stars: int,
+    tags: Iterable[str] = (),
+) -> int:
+    """Record ``rater``'s star rating of a clip; returns the rating id.
+
+    Re-rating the same clip updates the rating (the old value goes to
+    ``rating_history``); the same value again changes nothing.
+
+    Args:
+        rater: rater name (created on first use).
+        clip_id: an existing clip.
+        stars: integer 1..5.
+        tags: any of ``RATING_TAGS`` ("boring", "no structure", "surprising", "pleasant").
+    """
+    name = check_rater_name(rater)
+    clip_id = _check_clip_id("clip id", clip_id)
+    stars = check_stars(stars)
+    tag_list = check_tags(tags)
+
+    def work(session: Session) -> int:
+        _require_clips(session, clip_id)
+        rater_id = ensure_rater(session, name)
+        rating_id, _ = upsert_rating(session, rater_id, clip_id, stars, tag_list, utcnow())
+        return rating_id
+
+    return retrying(engine, work)
+
+
+def add_comparison(engine: Engine, rater: str, clip_a: int, clip_b: int, winner: str) -> int:
+    """Record which of two clips ``rater`` preferred; returns the comparison id.
+
+    Args:
+        rater: rater name (created on first use).
+        clip_a, clip_b: two different existing clips, in the order they were presented.
+        winner: ``"a"``, ``"b"`` or ``"tie"``.
+    """
+    name = check_rater_name(rater)
+    clip_a = _check_clip_id("clip_a", clip_a)
+    clip_b = _check_clip_id("clip_b", clip_b)
+    if clip_a == clip_b:
+        raise ValueError(f"clip {clip_a!r} cannot be compared with itself")
+    winner = check_winner(winner)
+
+    def work(session: Session) -> int:
+        _require_clips(session, clip_a, clip_b)
+        rater_id = ensure_rater(session, name)
+        comparison_id, _ = upsert_comparison(session, rater_id, clip_a, clip_b, winner, utcnow())
+        return comparison_id
+
+    return retrying(engine, work)
+
+
+def rater_count(engine: Engine, rater: str) -> int:
+    """How many judgements (star ratings + comparisons) ``rater`` has given."""
+    with session_scope(engine) as session:
+        rater_id = session.scalar(select(Rater.id).where(Rater.name == rater.strip()))
+        if rater_id is None:
+            return 0
+        n_ratings = session.scalar(select(func.count()).where(Rating.rater_id == rater_id))
+        n_pairs = session.scalar(select(func.count()).where(Comparison.rater_id == rater_id))
+        return int(n_ratings or 0) + int(n_pairs or 0)
+
+
+def list_raters(engine: Engine) -> list[dict[str, Any]]:
+    """All raters with their counts of ratings and comparisons, by name."""
+    with session_scope(engine) as session:
+        n_ratings = dict(
+            session.execute(select(Rating.rater_id, func.count()).group_by(Rating.rater_id)).all()
+        )
+        n_pairs = dict(
+            session.execute(
+                select(Comparison.rater_id, func.count()).group_by(Comparison.rater_id)
+            ).all()
+        )
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "ratings": n_ratings.get(r.id, 0),
+                "comparisons": n_pairs.get(r.id, 0),
+                "created_at": r.created_at,
+            }
+            for r in session.scalars(select(Rater).order_by(Rater.name))
+        ]
+
+
+def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Star ratings as plain rows for the reward model, by rating id.
+
+    Each row: ``rating_id``, ``clip_id``, ``rater``, ``rater_id``, ``stars``, ``tags``,
+    ``tokens`` (the clip's), ``steps``, ``model_id``, ``updated_at``.
+
+    Args:
+        rating_ids: only these ratings (e.g. a round's); None for all.
+    """
+    query = (
+        select(Rating, Rater.name, Clip.tokens, Clip.steps, Clip.model_id)
+        .join(Rater, Rater.id == Rating.rater_id)
+        .join(Clip, Clip.id == Rating.clip_id)
+        .order_by(Rating.id)
+    )
+    with session_scope(engine) as session:
+        ids = None if rating_ids is None else sorted(set(rating_ids))
+        chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
+        rows = []
+        for chunk in chunks:
+            q = query if chunk is None else query.where(Rating.id.in_(chunk))
+            for rating, rater, tokens, steps, model_id in session.execute(q):
+                rows.append(
+                    {
+                        "rating_id": rating.id,
+                        "clip_id": rating.clip_id,
+                        "rater": rater,
+                        "rater_id": rating.rater_id,
+                        "stars": rating.stars,
+                        "tags": list(rating.tags),
+                        "tokens": list(tokens),
+                        "steps": steps,
+                        "model_id": model_id,
+                        "updated_at": rating.updated_at,
+                    }
+                )
+        return rows
+
+
+def pair_rows(
+    engine: Engine, *, comparison_ids: Iterable[int] | None = None
+) -> list[dict[str, Any]]:
+    """Pairwise comparisons as plain rows for the reward model, by comparison id.
+
+    Each row: ``comparison_id``, ``clip_a``, ``clip_b`` (presentation order), ``rater``,
+    ``rater_id``, ``winner`` (``'a'``, ``'b'``, ``'tie'``), ``tokens_a``, ``tokens_b``,
+    ``model_a``, ``model_b``, ``steps``, ``updated_at``.
+
+    Args:
+        comparison_ids: only these comparisons (e.g. a round's); None for all.
+    """
+    clip_a, clip_b = aliased(Clip), aliased(Clip)
+    query = (
+        select(Comparison, Rater.name, clip_a, clip_b)
+        .join(Rater, Rater.id == Comparison.rater_id)
+        .join(clip_a, clip_a.id == Comparison.clip_a_id)
+        .join(clip_b, clip_b.id == Comparison.clip_b_id)
+        .order_by(Comparison.id)
+    )
+    with session_scope(engine) as session:
+        ids = None if comparison_ids is None else sorted(set(comparison_ids))
+        chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
+        rows = []
+        for chunk in chunks:
+            q = query if chunk is None else query.where(Comparison.id.in_(chunk))
+            for comparison, rater, a, b in session.execute(q):
+                rows.append(
+                    {
+                        "comparison_id": comparison.id,
+                        "clip_a": a.id,
+                        "clip_b": b.id,
+                        "rater": rater,
+                        "rater_id": comparison.rater_id,
+                        "winner": comparison.winner,
+                        "tokens_a": list(a.tokens),
+                        "tokens_b": list(b.tokens),
+                        "model_a": a.model_id,
+                        "model_b": b.model_id,
+                        "steps": a.steps,
+                        "updated_at": comparison.updated_at,
+                    }
+                )
+        return rows
