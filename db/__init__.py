@@ -49,6 +49,7 @@ from db.ratings import (
     list_raters,
     pair_rows,
     rater_count,
+    rating_history,
     star_rows,
 )
 from db.schema import (
@@ -94,6 +95,7 @@ __all__ = [
     "queue_size",
     "rater_agreement",
     "rater_count",
+    "rating_history",
     "ratings_by_day",
     "ratings_per_model",
     "read_ratings_csv",

@@ -382,3 +382,27 @@ def pair_rows(
                     }
                 )
         return rows
+
+
+def rating_history(engine: Engine, rating_id: int) -> list[dict[str, Any]]:
+    """The values a rating held before its current one, oldest first.
+
+    Each row: ``stars``, ``tags``, ``rated_at`` (when given), ``replaced_at``.
+    """
+    with session_scope(engine) as session:
+        if session.get(Rating, rating_id) is None:
+            raise ValueError(f"rating id {rating_id!r} does not exist")
+        history = session.scalars(
+            select(RatingHistory)
+            .where(RatingHistory.rating_id == rating_id)
+            .order_by(RatingHistory.id)
+        )
+        return [
+            {
+                "stars": h.stars,
+                "tags": list(h.tags),
+                "rated_at": h.rated_at,
+                "replaced_at": h.replaced_at,
+            }
+            for h in history
+        ]
