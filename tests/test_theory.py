@@ -278,7 +278,7 @@ def test_structure_prefers_form_over_loops_and_noise():
     s_aaba, s_loop, s_noise = (th.structure_score(x) for x in (aaba, loop, noise))
     assert s_aaba > 0.6
     assert s_loop < s_aaba  # one bar four times: bar_variety halves it
-    assert th.structure_scores(loop)["bar_variety"][0] == 0.5
+    assert th.structure_terms(loop)["bar_variety"][0] == 0.5
     assert s_noise < s_aaba - 0.2
     assert 0.0 <= s_noise <= 1.0
     ctx = th.RuleContext(steps=64)
