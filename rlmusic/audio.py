@@ -42,6 +42,7 @@ from rlmusic.representation import (
     Vocabulary,
     tokens_to_notes,
 )
+from rlmusic.runtime import home
 
 # General MIDI programs (0-based) of the instruments offered by name.
 INSTRUMENTS: dict[str, int] = {
@@ -449,10 +450,15 @@ def cache_key(
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def default_cache_dir() -> Path:
+    """``$RLMUSIC_HOME/audio``: where the app and ``generate --enqueue`` keep clip audio."""
+    return home() / "audio"
+
+
 def clip_audio(
     clip_id_or_key: int | str,
     tokens: Sequence[int],
-    cache_dir,
+    cache_dir=None,
     *,
     vocab: Vocabulary = DEFAULT_VOCAB,
     tempo: float = 120.0,
@@ -464,6 +470,8 @@ def clip_audio(
 
     The file name is ``<clip>-<hash>.<fmt>``: the hash covers tokens, instrument, tempo,
     synthesiser and soundfont, so a changed clip or setting never plays stale audio.
+    ``cache_dir`` defaults to ``default_cache_dir()``. Safe under concurrent callers
+    (files are renamed into place).
     """
     name = str(clip_id_or_key)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
@@ -473,7 +481,7 @@ def clip_audio(
     key = cache_key(
         tokens, vocab=vocab, tempo=tempo, instrument=instrument, fmt=fmt, sample_rate=sample_rate
     )
-    path = Path(cache_dir) / f"{name}-{key}.{fmt}"
+    path = Path(cache_dir or default_cache_dir()) / f"{name}-{key}.{fmt}"
     if not path.is_file():
         data = render(
             tokens, vocab=vocab, tempo=tempo, instrument=instrument, fmt=fmt, sample_rate=sample_rate

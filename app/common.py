@@ -1,0 +1,149 @@
+"""What every page shares: the engine, the rater's identity, a clip's audio and picture.
+
+Pages only draw and call ``db/`` functions; this module keeps the few helpers they
+share so each page reads top to bottom. The rater's name and the clips a page has
+served live in ``st.session_state`` (server side, one per browser session): a submit
+only ever stores a judgement of the clip this session was shown, under the name this
+session gave.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import streamlit as st
+
+import db
+from rlmusic import audio
+from rlmusic.representation import DEFAULT_VOCAB, tokens_to_notes
+
+TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
+INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
+FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
+RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
+FLASH_KEY = "flash"  # session_state: a message for the next run (after st.rerun)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    return db.get_engine(url)
+
+
+def engine():
+    """The engine of ``RLMUSIC_DATABASE_URL``; stops the page when the schema is behind."""
+    eng = _engine(db.database_url())
+    try:
+        db.check_schema(eng)
+    except db.SchemaOutOfDateError as exc:
+        st.error(str(exc))
+        st.stop()
+    return eng
+
+
+# --------------------------------------------------------------------------- rater
+
+
+def rater(eng) -> str:
+    """The session's rater name; draws the sign-in form and stops the page until given."""
+    name = st.session_state.get(RATER_KEY)
+    if name:
+        with st.sidebar:
+            st.markdown(f"Rating as **{name}**")
+            st.caption(f"{db.rater_count(eng, name)} judgements so far")
+            if st.button("Change rater", key="change_rater"):
+                for key in list(st.session_state):
+                    del st.session_state[key]
+                st.rerun()
+        return name
+
+    st.subheader("Who is listening?")
+    st.write("Give your name once; your ratings are stored under it.")
+    existing = [r["name"] for r in db.list_raters(eng)]
+    picked = None
+    if existing:
+        picked = st.selectbox("I have rated before", existing, index=None, key="pick_rater",
+                              placeholder="pick your name")
+    typed = st.text_input("or a new name", key="new_rater", max_chars=64)
+    if st.button("Start", key="start_rating", type="primary"):
+        chosen = (typed or "").strip() or picked
+        if not chosen:
+            st.error("Please give a name (or pick yours) before rating.")
+        else:
+            try:
+                db.get_or_create_rater(eng, chosen)
+            except ValueError as exc:
+                st.error(f"That name cannot be used: {exc}")
+            else:
+                st.session_state[RATER_KEY] = chosen.strip()
+                st.rerun()
+    st.stop()
+
+
+def flash(message: str) -> None:
+    """Show ``message`` at the top of the next run (after ``st.rerun``)."""
+    st.session_state[FLASH_KEY] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        st.success(message)
+
+
+def empty_queue(what: str) -> None:
+    st.info(
+        f"{what} Fill the queue with new clips:\n\n```\n{FILL_QUEUE}\n```"
+    )
+
+
+# --------------------------------------------------------------------------- clip media
+
+
+def clip_audio_bytes(eng, clip: db.ClipInfo) -> bytes:
+    """The clip's OGG: its stored file, else rendered now (cached) and recorded."""
+    if clip.audio_path and Path(clip.audio_path).is_file():
+        return Path(clip.audio_path).read_bytes()
+    path = audio.clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
+    db.set_clip_audio(eng, clip.id, path)
+    return path.read_bytes()
+
+
+def play(eng, clip: db.ClipInfo) -> None:
+    """An audio player and a piano roll of ``clip``; stops the page if it cannot sound."""
+    try:
+        data = clip_audio_bytes(eng, clip)
+    except audio.AudioError as exc:
+        st.error(f"Cannot render audio on this server: {exc}")
+        st.stop()
+    st.audio(data, format="audio/ogg")
+    st.image(piano_roll_png(tuple(clip.tokens)), width="stretch")
+
+
+@functools.lru_cache(maxsize=256)
+def piano_roll_png(tokens: tuple[int, ...]) -> bytes:
+    """A piano-roll picture (time in beats, pitch) of a melody, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    notes = tokens_to_notes(tokens, DEFAULT_VOCAB)
+    beats = max(len(tokens), 1) / 4
+    fig = Figure(figsize=(8, 2.2), dpi=100)
+    ax = fig.add_subplot()
+    for n in notes:
+        ax.broken_barh([(n.start / 4, n.duration / 4)], (n.pitch - 0.4, 0.8), color="#4c72b0")
+    ax.set_xlim(0, beats)
+    if notes:
+        lo, hi = min(n.pitch for n in notes), max(n.pitch for n in notes)
+        ax.set_ylim(lo - 2, hi + 2)
+    ax.set_xticks(range(0, int(beats) + 1, 4))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("beat")
+    ax.set_ylabel("MIDI pitch")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

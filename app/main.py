@@ -1,0 +1,21 @@
+"""The listening app: ``rlmusic app`` runs ``streamlit run app/main.py`` (see launch.py).
+
+Three pages: raters *Rate* single clips and *Compare* pairs; researchers read the
+*Dashboard*. Each page only draws and calls ``db/`` functions.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+VIEWS = Path(__file__).parent / "views"
+
+st.set_page_config(page_title="rlmusic listening", page_icon="🎵", layout="centered")
+page = st.navigation(
+    [
+        st.Page(VIEWS / "rate.py", title="Rate", icon="⭐", default=True),
+        st.Page(VIEWS / "compare.py", title="Compare", icon="⚖️"),
+        st.Page(VIEWS / "dashboard.py", title="Dashboard", icon="📊"),
+    ]
+)
+page.run()

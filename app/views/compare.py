@@ -1,0 +1,39 @@
+"""Compare: hear clips A and B, say which you prefer (or a tie)."""
+
+import streamlit as st
+
+import db
+from app import common
+
+SERVED = "compare_pair"  # session_state: the (ClipInfo, ClipInfo) this session is judging
+CHOICES = {"a": "A is better", "b": "B is better", "tie": "About the same"}
+
+st.title("Which do you prefer?")
+eng = common.engine()
+rater = common.rater(eng)
+common.show_flash()
+
+pair = st.session_state.get(SERVED)
+if pair is None:
+    pair = db.next_pair(eng, rater)
+    if pair is None:
+        common.empty_queue(
+            "No pair left to compare (pairs need two clips of the same length you have "
+            "not compared yet)."
+        )
+        st.stop()
+    st.session_state[SERVED] = pair
+
+a, b = pair
+for label, clip, column in zip("AB", pair, st.columns(2)):
+    with column:
+        st.subheader(label)
+        common.play(eng, clip)
+
+cols = st.columns(len(CHOICES))
+for (winner, text), column in zip(CHOICES.items(), cols):
+    if column.button(text, key=f"prefer_{winner}", width="stretch"):
+        db.add_comparison(eng, rater, a.id, b.id, winner)
+        del st.session_state[SERVED]
+        common.flash(f"Saved: {text.lower()}. Here is the next pair.")
+        st.rerun()

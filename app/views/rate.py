@@ -1,0 +1,39 @@
+"""Rate: hear the next clip of the queue, give 1-5 stars and optional tags."""
+
+import streamlit as st
+
+import db
+from app import common
+
+SERVED = "rate_clip"  # session_state: the ClipInfo this session is rating
+
+st.title("Rate a melody")
+eng = common.engine()
+rater = common.rater(eng)
+common.show_flash()
+
+clip = st.session_state.get(SERVED)
+if clip is None:
+    clip = db.next_clip(eng, rater)
+    if clip is None:
+        common.empty_queue(f"You have rated every clip in the queue, {rater}: thank you!")
+        st.stop()
+    st.session_state[SERVED] = clip
+
+st.caption(f"Clip {clip.id} · {db.queue_size(eng, rater)} clips left for you")
+common.play(eng, clip)
+
+st.write("How much do you like it?")
+stars = st.feedback("stars", key=f"stars_{clip.id}")  # 0..4, None until clicked
+tags = st.pills(
+    "Anything to add? (optional)", list(db.RATING_TAGS), selection_mode="multi",
+    key=f"tags_{clip.id}",
+)
+if st.button("Submit rating", key="submit_rating", type="primary"):
+    if stars is None:
+        st.warning("Pick 1 to 5 stars first.")
+    else:
+        db.add_rating(eng, rater, clip.id, stars + 1, tags or [])
+        del st.session_state[SERVED]
+        common.flash(f"Saved {stars + 1} stars for clip {clip.id}. Here is the next one.")
+        st.rerun()
