@@ -1,0 +1,207 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlmusic import metrics, theory
+from rlmusic.cli import main as cli
+from rlmusic.model import MelodyLSTM, ModelConfig, save_model
+from rlmusic.representation import DEFAULT_VOCAB as V
+from rlmusic.representation import Vocabulary
+
+DATA = Path(__file__).parent / "data"
+R, H = Vocabulary.REST, Vocabulary.HOLD
+
+
+def mel(*items) -> np.ndarray:
+    return np.array([H if it == "-" else R if it == "r" else V.pitch_to_token(it) for it in items])
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
+
+
+def tiny_model(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    return save_model(MelodyLSTM(ModelConfig(hidden_size=16, num_layers=1, embed_dim=8)), path)
+
+
+SHARES = ("notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic", "leaps_resolved",
+          "unique_max_note", "unique_min_note", "notes_in_motif", "notes_in_repeated_motif",
+          "structure", "novelty", "diversity")
+
+
+# --------------------------------------------------------------------------- originality units
+
+
+def test_interval_ngrams_are_transposition_invariant():
+    a = theory.interval_ngrams(np.array([60, 62, 64, 65, 67, 60]), 4)
+    b = theory.interval_ngrams(np.array([50, 52, 54, 55, 57, 50]), 4)
+    assert len(a) == 2 and np.array_equal(a, b)
+    assert a[0] != a[1]
+    assert len(theory.interval_ngrams(np.array([60, 62, 64]), 4)) == 0
+    with pytest.raises(ValueError, match="9"):
+        theory.interval_ngrams(np.arange(20), 9)
+
+
+def test_novelty_and_copied_span_by_hand():
+    piece = mel(60, "-", 62, 64, "r", 65, 67, 69, 71, 72, 71, 69, 67)  # 11 notes
+    index = theory.NgramIndex.build([piece], V, n=4, span_n=6)
+    # the same notes a fifth up, another rhythm: nothing novel, all 11 notes copied
+    up = mel(67, 69, 71, "-", 72, 74, 76, 78, 79, "r", 78, 76, 74)
+    assert index.novelty(theory.note_pitches(up)) == 0.0
+    assert index.longest_copied_span(theory.note_pitches(up)) == 11
+    # first 8 notes copied, then a new turn: 4-grams 0..3 known, 4..7 not
+    mixed = np.array([60, 62, 64, 65, 67, 69, 71, 72, 60, 61, 59, 58])
+    assert index.longest_copied_span(mixed) == 8
+    assert index.novelty(mixed) == pytest.approx(4 / 8)
+    # a copied run shorter than span_n + 1 = 7 notes reads 0
+    assert index.longest_copied_span(np.array([60, 62, 64, 65, 67, 69, 50, 40])) == 0
+    assert np.isnan(index.novelty(np.array([60, 62])))
+
+
+def test_copied_span_stays_within_one_piece():
+    a = mel(60, 62, 64, 65, 67, 69, 71, 72)
+    b = mel(72, 74, 76, 77, 79, 81, 83, 84)  # continues a's scale but is another piece
+    index = theory.NgramIndex.build([a, b], V, n=4, span_n=4)
+    both = np.concatenate([theory.note_pitches(a), theory.note_pitches(b)[1:]])
+    # a 15-note scale matches n-grams of both pieces, but one piece holds 8 notes at most
+    span = index.longest_copied_span(both)
+    assert span == 8
+
+
+def test_originality_scores_and_collapse():
+    corpus = [mel(60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60)]
+    tune = np.concatenate([corpus[0], np.full(1, R)])
+    other = mel(60, 67, 61, 70, 59, 75, 58, 49, 80, 52, 66, 63, 77, 55, 68, 71)
+    same = np.stack([tune, tune, tune])
+    s = theory.originality_scores(same, V, corpus, max_copied_notes=8)
+    assert np.all(s["novelty"] == 0) and np.all(s["diversity"] == 0)
+    assert np.all(s["copied_notes"] == 15)
+    assert s["copy_penalty"] == pytest.approx(np.full(3, 7 / 8))
+    mixed = theory.originality_scores(np.stack([tune, other]), V, corpus, max_copied_notes=8)
+    assert mixed["novelty"][1] == 1.0 and mixed["diversity"][1] == 1.0
+    assert mixed["originality"][1] == 1.0 and mixed["copied_notes"][1] == 0
+    assert theory.batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
+    with pytest.raises(ValueError, match="max_copied_notes"):
+        theory.originality_scores(same, V, corpus, max_copied_notes=0)
+
+
+# --------------------------------------------------------------------------- evaluate_tokens
+
+
+def test_evaluate_tokens_with_models(tmp_path):
+    from rlmusic.model import load_model
+
+    prior = load_model(tiny_model(tmp_path / "p", 0))
+    other = load_model(tiny_model(tmp_path / "q", 1))
+    tokens = prior.sample(16, 32, generator=torch.Generator().manual_seed(0)).numpy()
+    t = metrics.evaluate_tokens(tokens, V, prior=prior, model=prior, corpus=[tokens[0]])
+    assert t["kl_per_note"] == pytest.approx(0.0, abs=1e-6)  # the model is the prior
+    assert t["log_p_prior_per_note"] < 0
+    assert t["novelty"] < 1.0  # tokens[0] is the corpus
+    t2 = metrics.evaluate_tokens(tokens, V, prior=prior, model=other, corpus=None)
+    assert t2["kl_per_note"] != pytest.approx(0.0, abs=1e-3)
+    assert np.isnan(t2["novelty"])
+    with pytest.raises(ValueError, match="prior"):
+        metrics.evaluate_tokens(tokens, V, model=other)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        metrics.evaluate_tokens(np.full((2, 4), V.size), V)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_evaluate_command_json_and_plot(tmp_path, capsys):
+    m = tiny_model(tmp_path / "m", 0)
+    out, png = tmp_path / "e.json", tmp_path / "e.png"
+    code = cli(["evaluate", "--model", str(m), "--prior", str(m), "-n", "12", "--steps", "32",
+                "--json", str(out), "--plot", str(png), "--seed", "3", "--device", "cpu"])
+    assert code == 0
+    table = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    for key in metrics.CONTRACT_KEYS:
+        assert key in table and data[key] is not None, key
+    for key in SHARES:
+        assert 0.0 <= data[key] <= 1.0, key
+    assert data["n"] == 12 and data["steps"] == 32
+    assert data["kl_per_note"] == pytest.approx(0.0, abs=1e-6)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # same seed, same table
+    again = metrics.evaluate_model(m, n=12, steps=32, seed=3, prior_dir=m, device="cpu")
+    assert again["structure"] == data["structure"] and again["novelty"] == data["novelty"]
+
+
+def test_evaluate_compare(tmp_path):
+    a, b = tiny_model(tmp_path / "a", 0), tiny_model(tmp_path / "b", 1)
+    out = tmp_path / "c.json"
+    assert cli(["evaluate", "--model", str(a), "--compare", str(b), "--prior", str(a), "-n", "6",
+                "--steps", "16", "--json", str(out), "--plot", str(tmp_path / "c.png"),
+                "--corpus", "none"]) == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"a", "b", "diff"}
+    assert data["diff"]["kl_per_note"] == pytest.approx(data["b"]["kl_per_note"] - data["a"]["kl_per_note"])
+    assert data["a"]["novelty"] is None  # --corpus none
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_evaluate_midi_folder_counts_skips(tmp_path, capsys):
+    m = tiny_model(tmp_path / "m", 0)
+    out = tmp_path / "midi.json"
+    assert cli(["evaluate", "--midi", str(DATA), "--prior", str(m), "--steps", "64",
+                "--json", str(out)]) == 0
+    assert "skipped 1 MIDI file(s)" in capsys.readouterr().out  # chords.mid is polyphonic
+    data = json.loads(out.read_text())
+    assert data["n"] == 1 and data["skipped_files"] == 1 and "kl_per_note" not in data
+
+
+def test_evaluate_errors(tmp_path, monkeypatch, capsys):
+    import rlmusic.model
+
+    monkeypatch.setattr(rlmusic.model, "default_prior_dir", lambda: tmp_path / "no_prior")
+    assert cli(["evaluate", "-n", "2"]) == 1
+    assert "no_prior" in capsys.readouterr().err
+    assert cli(["evaluate", "-n", "0"]) == 1
+    assert "-n 0" in capsys.readouterr().err
+    assert cli(["evaluate", "--temperature", "-1"]) == 1
+
+
+# --------------------------------------------------------------------------- real melodies
+
+
+def _corpus():
+    from rlmusic.corpus import SHIPPED_DIR, corpus_key, load_corpus
+
+    # the shipped corpus loads in a second; without it, build a small one
+    limit = None if (SHIPPED_DIR / f"{corpus_key(['irish'])}.npz").exists() else 120
+    return load_corpus("irish", limit=limit, progress=False)
+
+
+def test_real_tunes_vs_shuffled_and_random():
+    corpus = _corpus()
+    T = 64
+    held = [s for s in corpus.split("test") + corpus.split("valid") if len(s) >= T]
+    real = np.stack([s[:T] for s in held])
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([rng.permutation(r) for r in real])
+    random = rng.integers(0, V.size, real.shape)
+    s_real, s_shuf, s_rand = (theory.structure_scores(x).mean() for x in (real, shuffled, random))
+    assert s_real > s_shuf + 0.1 and s_real > s_rand + 0.08
+
+    train = corpus.split("train")
+    index = theory.NgramIndex.build(train, corpus.vocab)
+    copies = np.stack([s[:T] for s in train[:80] if len(s) >= T])
+    o_real = theory.originality_scores(real, corpus.vocab, index)
+    o_copy = theory.originality_scores(copies, corpus.vocab, index)
+    o_rand = theory.originality_scores(random, corpus.vocab, index)
+    # memorised tunes: nothing novel, long copied runs; held-out tunes: short copied runs
+    assert o_copy["novelty"].max() == 0.0
+    assert np.median(o_copy["copied_notes"]) > 2 * np.median(o_real["copied_notes"])
+    assert o_copy["copy_penalty"].mean() > o_real["copy_penalty"].mean() + 0.2
+    # random tokens are "novel" but share nothing with the corpus: novelty alone is no goal
+    assert o_rand["novelty"].mean() > 0.9 > o_real["novelty"].mean() + 0.5
+    # a batch collapsed to one tune is seen at once
+    assert theory.batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < theory.batch_diversity(real)
