@@ -39,20 +39,23 @@ def no_final(tokens: np.ndarray) -> dict[str, np.ndarray]:
     return {}
 
 
-def theory_reward_from_config(vocab: Vocabulary, config: Any = None) -> TheoryReward:
-    """The per-step music-theory reward of ``rlmusic.theory`` under ``config``
-    (a ``theory.RewardConfig``, a mapping of rule weights, or None for the defaults)."""
+def theory_reward_from_config(vocab: Vocabulary, config: Any = None, steps: int | None = None) -> TheoryReward:
+    """The weighted per-step music-theory reward of ``rlmusic.theory`` under ``config``
+    (a ``theory.RewardConfig``, a mapping of its TOML table, or None for the defaults),
+    for melodies of ``steps`` tokens (the last-step rules need the length)."""
     from rlmusic import theory
 
-    cfg = _theory_config(config)
+    cfg = theory_config(config)
+    ctx = cfg.context(vocab, steps)
 
     def reward(histories: np.ndarray, next_tokens: np.ndarray) -> np.ndarray:
-        return np.asarray(theory.step_rewards(histories, next_tokens, cfg, vocab=vocab), dtype=np.float64)
+        return np.asarray(theory.step_rewards(histories, next_tokens, cfg, ctx=ctx), dtype=np.float64)
 
     return reward
 
 
-def _theory_config(config: Any):
+def theory_config(config: Any = None):
+    """A ``theory.RewardConfig`` from None (defaults), a mapping (its TOML table) or itself."""
     from rlmusic import theory
 
     if config is None:
@@ -65,29 +68,42 @@ def _theory_config(config: Any):
 def final_reward_from_weights(
     vocab: Vocabulary,
     weights: Mapping[str, float],
-    theory_config: Any = None,
+    theory: Any = None,
+    steps: int | None = None,
     corpus: np.ndarray | None = None,
 ) -> FinalReward:
-    """End-of-melody terms: ``structure`` (theory), ``novelty`` (vs ``corpus``) and
-    ``diversity`` (within the batch), each times its weight; zero weights cost nothing."""
+    """End-of-melody terms, each times its weight (zero weights cost nothing):
+    ``structure`` (``theory.structure_scores``), ``novelty`` (vs ``corpus``) and
+    ``diversity`` (within the batch) from ``rlmusic.metrics.originality_scores``."""
+    valid = ("diversity", "novelty", "structure")
+    unknown = sorted(set(weights) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown final reward terms {unknown}; valid: {list(valid)}")
+    for name, w in weights.items():
+        if w < 0:
+            raise ValueError(f"weight of {name} must be >= 0, got {w}")
     active = {k: float(w) for k, w in weights.items() if w}
     if not active:
         return no_final
-    unknown = sorted(set(active) - {"structure", "novelty", "diversity"})
-    if unknown:
-        raise ValueError(f"unknown final reward terms {unknown}; valid: ['diversity', 'novelty', 'structure']")
+    from rlmusic import theory as theory_module
+
+    ctx = theory_config(theory).context(vocab, steps)
+    originality = None
+    if {"novelty", "diversity"} & set(active):
+        try:
+            from rlmusic.metrics import originality_scores as originality
+        except ImportError as exc:
+            raise ValueError(f"novelty/diversity rewards need rlmusic.metrics.originality_scores: {exc}") from exc
 
     def final(tokens: np.ndarray) -> dict[str, np.ndarray]:
-        from rlmusic import theory
-
         out: dict[str, np.ndarray] = {}
         if "structure" in active:
-            out["structure"] = active["structure"] * np.asarray(theory.structure_scores(tokens, vocab=vocab))
-        if "novelty" in active or "diversity" in active:
-            scores = theory.originality_scores(tokens, vocab=vocab, corpus=corpus)
+            out["structure"] = active["structure"] * theory_module.structure_scores(tokens, ctx)["structure"]
+        if originality is not None:
+            scores = originality(tokens, vocab=vocab, corpus=corpus)
             for name in ("novelty", "diversity"):
                 if name in active:
-                    out[name] = active[name] * np.asarray(scores[name])
+                    out[name] = active[name] * np.asarray(scores[name], dtype=np.float64)
         return out
 
     return final
