@@ -31,6 +31,7 @@ def streamlit_command(port: int) -> list[str]:
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
         "--server.headless", "true",
+        "--client.toolbarMode", "minimal",  # raters need no Deploy/settings menu
     ]
 
 

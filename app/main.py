@@ -10,12 +10,12 @@ import streamlit as st
 
 VIEWS = Path(__file__).parent / "views"
 
-st.set_page_config(page_title="rlmusic listening", page_icon="🎵", layout="centered")
+st.set_page_config(page_title="rlmusic listening", page_icon=":material/music_note:", layout="centered")
 page = st.navigation(
     [
-        st.Page(VIEWS / "rate.py", title="Rate", icon="⭐", default=True),
-        st.Page(VIEWS / "compare.py", title="Compare", icon="⚖️"),
-        st.Page(VIEWS / "dashboard.py", title="Dashboard", icon="📊"),
+        st.Page(VIEWS / "rate.py", title="Rate", icon=":material/star:", default=True),
+        st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
     ]
 )
 page.run()

@@ -284,6 +284,7 @@ def test_launch_command_serves_on_localhost_headless():
         "--server.port": "8765",
         "--browser.gatherUsageStats": "false",
         "--server.headless": "true",
+        "--client.toolbarMode": "minimal",
     }
     with pytest.raises(ValueError, match="port"):
         launch.streamlit_command(0)

@@ -29,6 +29,7 @@ for label, clip, column in zip("AB", pair, st.columns(2)):
     with column:
         st.subheader(label)
         common.play(eng, clip)
+        st.caption(f"Clip {clip.id}")
 
 cols = st.columns(len(CHOICES))
 for (winner, text), column in zip(CHOICES.items(), cols):
