@@ -926,9 +926,19 @@ def _as_index(corpus, vocab: Vocabulary, n: int, span_n: int) -> NgramIndex:
         return corpus_index(vocab=vocab, n=n, span_n=span_n)
     if isinstance(corpus, NgramIndex):
         return corpus
-    if isinstance(corpus, np.ndarray) and corpus.ndim == 1 and corpus.dtype != object:
-        corpus = [corpus]
-    return NgramIndex.build(list(corpus), vocab, n, span_n)
+    key = (id(corpus), vocab, n, span_n)
+    hit = _OBJECT_INDEX_CACHE.get(key)
+    if hit is not None and hit[0] is corpus:  # the same sequences object: reuse its index
+        return hit[1]
+    seqs = [corpus] if isinstance(corpus, np.ndarray) and corpus.ndim == 1 and corpus.dtype != object else corpus
+    index = NgramIndex.build(list(seqs), vocab, n, span_n)
+    if len(_OBJECT_INDEX_CACHE) >= 8:
+        _OBJECT_INDEX_CACHE.pop(next(iter(_OBJECT_INDEX_CACHE)))
+    _OBJECT_INDEX_CACHE[key] = (corpus, index)  # keeps the object alive, so its id stays valid
+    return index
+
+
+_OBJECT_INDEX_CACHE: dict[tuple, tuple[Any, NgramIndex]] = {}
 
 
 def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> float:
