@@ -73,8 +73,9 @@ def final_reward_from_weights(
     corpus: np.ndarray | None = None,
 ) -> FinalReward:
     """End-of-melody terms, each times its weight (zero weights cost nothing):
-    ``structure`` (``theory.structure_scores``), ``novelty`` (vs ``corpus``) and
-    ``diversity`` (within the batch) from ``rlmusic.metrics.originality_scores``."""
+    ``structure`` (``theory.structure_scores``), ``novelty`` (theory's ``originality``:
+    novelty vs ``corpus`` times one minus the copy penalty; None = the shipped corpus) and
+    ``diversity`` (within the batch), from ``theory.originality_scores``."""
     valid = ("diversity", "novelty", "structure")
     unknown = sorted(set(weights) - set(valid))
     if unknown:
@@ -88,22 +89,18 @@ def final_reward_from_weights(
     from rlmusic import theory as theory_module
 
     ctx = theory_config(theory).context(vocab, steps)
-    originality = None
-    if {"novelty", "diversity"} & set(active):
-        try:
-            from rlmusic.metrics import originality_scores as originality
-        except ImportError as exc:
-            raise ValueError(f"novelty/diversity rewards need rlmusic.metrics.originality_scores: {exc}") from exc
+    want_originality = bool({"novelty", "diversity"} & set(active))
 
     def final(tokens: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         if "structure" in active:
-            out["structure"] = active["structure"] * theory_module.structure_scores(tokens, ctx)["structure"]
-        if originality is not None:
-            scores = originality(tokens, vocab=vocab, corpus=corpus)
-            for name in ("novelty", "diversity"):
-                if name in active:
-                    out[name] = active[name] * np.asarray(scores[name], dtype=np.float64)
+            out["structure"] = active["structure"] * np.asarray(theory_module.structure_scores(tokens, ctx))
+        if want_originality:
+            scores = theory_module.originality_scores(tokens, vocab=vocab, corpus=corpus)
+            if "novelty" in active:  # novelty with the copy penalty: copying the corpus earns nothing
+                out["novelty"] = active["novelty"] * np.asarray(scores["originality"], dtype=np.float64)
+            if "diversity" in active:
+                out["diversity"] = active["diversity"] * np.asarray(scores["diversity"], dtype=np.float64)
         return out
 
     return final

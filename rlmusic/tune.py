@@ -89,7 +89,7 @@ class TuneConfig:
     theory_weight: float = 1.0  # per-step music-theory reward (rule weights in `theory`)
     theory: dict[str, Any] = field(default_factory=dict)  # rlmusic.theory RewardConfig fields; {} = defaults
     structure_weight: float = 0.0  # end-of-melody structure score
-    novelty_weight: float = 0.0  # end-of-melody novelty vs the corpus
+    novelty_weight: float = 0.0  # end-of-melody originality vs the shipped corpus (novelty x copy penalty)
     diversity_weight: float = 0.0  # end-of-melody diversity within the batch
     human_weight: float = 1.0  # reward model score at the end (only with --reward-model)
     # -- bookkeeping

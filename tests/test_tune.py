@@ -1,0 +1,220 @@
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+from envs.melody import BatchedMelodyVecEnv
+from rlmusic.cli import main as cli_main
+from rlmusic.model import MelodyLSTM, ModelConfig, load_model, load_provenance, save_model
+from rlmusic.policy import fast_process_sequence, policy_log_probs
+from rlmusic.representation import load_midi, midi_to_tokens
+from rlmusic.tune import KLController, TuneConfig, TuneRun, _make_callbacks
+
+DATA = Path(__file__).parent / "data"
+TINY = dict(embed_dim=8, hidden_size=16, num_layers=2, max_steps=64)
+SMOKE_TOML = """
+steps = 16
+n_envs = 4
+n_steps = 16
+batch_size = 32
+n_epochs = 2
+learning_rate = 1e-3
+structure_weight = 1.0
+eval_every = 64
+eval_melodies = 8
+checkpoint_every = 64
+
+[theory]
+key = "C major"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: threads only add contention on a busy machine
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def prior_dir(tmp_path):
+    torch.manual_seed(0)
+    return save_model(MelodyLSTM(ModelConfig(**TINY, dropout=0.3)), tmp_path / "prior")
+
+
+@pytest.fixture
+def smoke_config(tmp_path):
+    path = tmp_path / "tune.toml"
+    path.write_text(SMOKE_TOML)
+    return path
+
+
+def run_cli(*args) -> int:
+    return cli_main(["tune", "--device", "cpu", "--no-progress", "--threads", "1", *map(str, args)])
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def test_policy_starts_exactly_at_the_prior(prior_dir):
+    """Before any update pi(. | history) == p_prior(. | history) on real melodies."""
+    run = TuneRun(TuneConfig(steps=32, n_envs=2, n_steps=32, batch_size=16), prior_dir / "../unused",
+                  prior_dir, device="cpu")
+    model = run.make_model(run.make_env())
+    prior = load_model(prior_dir)
+    vocab = prior.vocab
+    real = midi_to_tokens(load_midi(DATA / "melody.mid"), vocab)
+    tokens = torch.as_tensor(np.stack([real[:48], real[48:96]]))
+    tokens = torch.cat([tokens, prior.sample(3, 48, generator=torch.Generator().manual_seed(1))])
+    got = policy_log_probs(model.policy, tokens)  # step by step, episode_starts at step 0
+    want = torch.log_softmax(prior(prior.with_bos(tokens))[0], dim=-1)
+    torch.testing.assert_close(got.exp(), want.exp(), atol=1e-5, rtol=0)
+    # and the critic is a separate copy: value-loss gradients cannot move the actor
+    assert model.policy.lstm_critic is not model.policy.lstm_actor
+    assert model.policy.vf_features_extractor is not model.policy.pi_features_extractor
+    tuned = model.policy.to_melody_lstm()
+    for name, value in prior.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("starts_at_heads_only", [True, False])
+def test_fast_process_sequence_equals_stock_loop(starts_at_heads_only):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 7, num_layers=2)
+    n_seq, length = 6, 9
+    features = torch.randn(n_seq * length, 5)
+    states = (torch.randn(2, n_seq, 7), torch.randn(2, n_seq, 7))
+    starts = torch.zeros(n_seq, length)
+    starts[[0, 2, 3], 0] = 1.0  # sequences that begin an episode
+    if not starts_at_heads_only:
+        starts[4, 5] = 1.0  # an episode start mid-sequence: the stock loop must run
+    starts = starts.flatten()
+    fast_out, (fh, fc) = fast_process_sequence(features, states, starts, lstm)
+    out, (h, c) = RecurrentActorCriticPolicy._process_sequence(features, states, starts, lstm)
+    torch.testing.assert_close(fast_out, out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fh, h, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fc, c, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- KL control
+
+
+def test_kl_callback_subtracts_beta_log_pi_in_place(prior_dir):
+    prior = load_model(prior_dir)
+    env = BatchedMelodyVecEnv(prior, n_envs=3, steps=4, beta=0.5)
+    env.reset()
+    env.step(np.array([2, 3, 4]))
+    KLControl, _ = _make_callbacks()
+    cb = KLControl(env, KLController(None, 100))
+    rewards = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    log_probs = torch.tensor([-1.0, -2.0, -0.5])
+    cb.locals = {"rewards": rewards, "log_probs": log_probs, "dones": np.zeros(3, bool)}
+    cb._on_rollout_start()
+    assert cb._on_step()
+    np.testing.assert_allclose(rewards, [1.5, 3.0, 3.25])  # the same array, changed in place
+    want_kl = np.mean(log_probs.numpy() - env.batch.last_log_prior)
+    assert cb._kl_sum / cb._count == pytest.approx(want_kl, abs=1e-6)
+
+
+def test_adaptive_controller_moves_beta_toward_target():
+    fixed = KLController(None, 100)
+    assert fixed.update(0.1, kl=5.0, n_episodes=50) == 0.1
+    ctl = KLController(target=0.5, horizon=100)
+    assert ctl.update(0.1, kl=1.0, n_episodes=50) == pytest.approx(0.1 * (1 + 0.2 * 0.5))  # clipped at +0.2
+    assert ctl.update(0.1, kl=0.45, n_episodes=50) == pytest.approx(0.1 * (1 - 0.1 * 0.5))
+    assert ctl.update(0.1, kl=0.0, n_episodes=100) == pytest.approx(0.08)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_tune_smoke_writes_a_loadable_tuned_model(prior_dir, smoke_config, tmp_path):
+    out = tmp_path / "tuned"
+    assert run_cli("--prior", prior_dir, "--out", out, "--config", smoke_config, "--timesteps", 128) == 0
+    model = load_model(out)
+    prov = load_provenance(out)
+    assert prov.kind == "tuned" and prov.parent_model == str(prior_dir)
+    assert prov.extra["tune_config"]["steps"] == 16 and prov.extra["timesteps"] == 128
+    assert model.config == load_model(prior_dir).config
+    assert json.loads((out / "tune_config.json").read_text())["config"]["n_envs"] == 4
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("reward/kl", "reward/theory", "reward/structure", "kl/beta", "losses/value_loss"):
+        assert column in header
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["timesteps"] for e in evals] == [0, 64, 128]
+    assert evals[0]["kl_per_note"] == pytest.approx(0.0, abs=1e-6)  # starts at the prior
+    assert evals[-1]["kl_per_note"] > 0  # and moved (lr 1e-3)
+    assert any((out / "tb").iterdir())
+    # the tuned model is a model directory like the prior: generate takes it
+    gen = tmp_path / "clips"
+    assert cli_main(["generate", "--model", str(out), "-n", "2", "--steps", "16", "--out", str(gen),
+                     "--device", "cpu"]) == 0
+    assert len((gen / "manifest.jsonl").read_text().splitlines()) == 2
+
+
+def test_killed_run_resumes_and_finishes_at_the_same_total(prior_dir, smoke_config, tmp_path):
+    out = tmp_path / "run"
+    args = ("--prior", prior_dir, "--out", out, "--config", smoke_config, "--timesteps", 192)
+    assert run_cli(*args, "--stop-after-checkpoints", 1) == 0  # "killed" after the first checkpoint
+    assert not (out / "model.safetensors").exists()
+    assert [p.name for p in (out / "checkpoints").glob("*.zip")] == ["step_0000000064.zip"]
+    assert run_cli(*args) == 1  # refuses to overwrite a run without --resume/--force
+    assert run_cli(*args, "--resume") == 0
+    prov = load_provenance(out)
+    assert prov.extra["timesteps"] == 192
+    evals = [json.loads(line)["timesteps"] for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert evals == [0, 64, 128, 192]  # no duplicates from the killed part
+
+
+# --------------------------------------------------------------------------- bad input, before training
+
+
+@pytest.mark.parametrize(
+    "toml, match",
+    [
+        ("stepz = 32\n", r"unknown tune config keys \['stepz'\]; valid: .*'steps'"),
+        ("structure_weight = -1.0\n", "structure_weight must be >= 0"),
+        ("beta = -0.1\n", "beta must be >= 0"),
+        ("[theory]\nin_kee = 1.0\n", "unknown theory config key 'in_kee'"),
+        ("[theory]\nin_key = -1.0\n", "must be >= 0"),
+        ("steps = 16\nn_steps = 24\n", "multiple of steps"),
+        ("min_pitch = 60\nmax_pitch = 72\n", "pitches"),
+        ("steps = 128\n", "exceeds the prior's max_steps=64"),
+        ("target_kl_per_note = -0.5\n", "target_kl_per_note"),
+    ],
+)
+def test_bad_config_fails_before_training(prior_dir, tmp_path, capsys, toml, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    out = tmp_path / "out"
+    assert run_cli("--prior", prior_dir, "--out", out, "--config", path) == 1
+    err = capsys.readouterr().err
+    assert "rlmusic tune: error:" in err
+    import re
+
+    assert re.search(match, err), err
+    assert not out.exists()  # nothing written, nothing trained
+
+
+def test_force_allows_longer_melodies_than_the_prior_saw(prior_dir, tmp_path):
+    config = TuneConfig(steps=128, n_envs=2, batch_size=16)
+    with pytest.raises(ValueError, match="--force"):
+        TuneRun(config, tmp_path / "a", prior_dir, device="cpu")
+    run = TuneRun(config, tmp_path / "b", prior_dir, device="cpu", force=True)
+    assert run.config.steps == 128
+
+
+def test_config_loads_toml_and_json(tmp_path, smoke_config):
+    config = TuneConfig.from_file(smoke_config)
+    assert config.steps == 16 and config.theory == {"key": "C major"}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(asdict(config)))
+    assert TuneConfig.from_file(path) == config
+    assert config.total_timesteps == 100_032  # 100_000 rounded up to whole rollouts of 16*4 steps
+    with pytest.raises(FileNotFoundError):
+        TuneConfig.from_file(tmp_path / "missing.toml")
