@@ -221,6 +221,11 @@ def test_rate_and_compare_in_a_real_browser(browser, server, artifacts):
     page.get_by_role("link", name="Dashboard").click()
     page.get_by_text("Stars per model").wait_for()
     wait_idle(page)
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts.nth(1).wait_for()  # stars per model with CIs, judgements over time
+    for i in range(charts.count()):  # drawn, not placeholders
+        charts.nth(i).locator("canvas, svg").first.wait_for()
+    page.set_viewport_size({"width": 1280, "height": 1800})
     dashboard_shot = artifacts / "dashboard.png"
     page.screenshot(path=str(dashboard_shot), full_page=True)
     print(f"\nscreenshots: {rate_shot} {compare_shot} {dashboard_shot}")

@@ -30,14 +30,24 @@ if rated.empty:
 else:
     rated = rated.assign(ci_low=rated["ci_low"].fillna(rated["mean"]),
                          ci_high=rated["ci_high"].fillna(rated["mean"]))
-    base = alt.Chart(rated).encode(y=alt.Y("model_name:N", title="model", sort="-x"))
-    bars = base.mark_bar(opacity=0.7).encode(
-        x=alt.X("mean:Q", title="mean stars (95% CI)", scale=alt.Scale(domain=[1, 5])),
+    base = alt.Chart(rated).encode(
+        y=alt.Y("model_name:N", title=None, sort=alt.EncodingSortField("mean", order="descending"))
+    )
+    stars_axis = alt.Scale(domain=[1, 5], clamp=True)
+    errors = base.mark_rule(strokeWidth=3, opacity=0.6).encode(
+        x=alt.X("ci_low:Q", title="mean stars with 95% CI", scale=stars_axis), x2="ci_high:Q"
+    )
+    means = base.mark_circle(size=120, opacity=1).encode(
+        x=alt.X("mean:Q", scale=stars_axis),
         tooltip=["model_name", "kind", "n", alt.Tooltip("mean:Q", format=".2f"),
                  alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f")],
     )
-    errors = base.mark_rule(strokeWidth=2).encode(x="ci_low:Q", x2="ci_high:Q")
-    st.altair_chart(bars + errors, width="stretch")
+    labels = base.mark_text(align="left", dx=10, dy=-10).encode(
+        x="mean:Q", text=alt.Text("n:Q", format="d")
+    )
+    chart = (errors + means + labels).properties(height=max(140, 60 * len(rated)))
+    st.altair_chart(chart, width="stretch")
+    st.caption("Dots: mean stars; bars: 95% confidence interval; numbers: ratings.")
     st.dataframe(
         per_model[["model_id", "model_name", "kind", "n", "mean", "ci_low", "ci_high"]],
         hide_index=True,
@@ -66,7 +76,7 @@ st.header("Fine-tuning jobs")
 jobs = db.list_jobs(eng)
 if jobs:
     table = pd.DataFrame(jobs)
-    st.bar_chart(table["status"].value_counts())
+    st.bar_chart(table["status"].value_counts(), height=200, x_label="status", y_label="jobs")
     st.dataframe(
         table[["id", "kind", "status", "created_at", "started_at", "finished_at", "error"]],
         hide_index=True,
