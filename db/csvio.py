@@ -241,16 +241,17 @@ def import_ratings(engine: Engine, path: str | Path) -> dict[str, Any]:
         counts = {"kind": kind, "rows": len(rows), "inserted": 0, "updated": 0, "unchanged": 0}
         rater_ids: dict[str, int] = {}
         now = utcnow()
+        connection = session.connection()
         for r in rows:
             if r.rater not in rater_ids:
-                rater_ids[r.rater] = ensure_rater(session, r.rater)
+                rater_ids[r.rater] = ensure_rater(connection, r.rater)
             if kind == "stars":
                 _, outcome = upsert_rating(
-                    session, rater_ids[r.rater], r.clip_id, r.stars, r.tags, now
+                    connection, rater_ids[r.rater], r.clip_id, r.stars, r.tags, now
                 )
             else:
                 _, outcome = upsert_comparison(
-                    session, rater_ids[r.rater], r.clip_a, r.clip_b, r.winner, now
+                    connection, rater_ids[r.rater], r.clip_a, r.clip_b, r.winner, now
                 )
             counts[outcome] += 1
         return counts

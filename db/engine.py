@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -92,9 +92,23 @@ def get_engine(url: str | None = None) -> Engine:
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            # No pool_pre_ping (a round trip per transaction): a connection the server
+            # dropped fails once, is invalidated, and ``retrying`` runs the work again.
+            engine = create_engine(url)
         _engines[url] = engine
         return engine
+
+
+def _forget_engines_in_child() -> None:
+    """After ``fork``: the child must not share the parent's pooled connections."""
+    global _engines_lock
+    _engines_lock = threading.Lock()  # may have been held by a parent thread
+    for engine in _engines.values():
+        engine.dispose(close=False)  # drop the pool without closing the parent's sockets
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
 def dispose_engine(url: str) -> None:
@@ -114,7 +128,7 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         write: the transaction will write; on SQLite it then takes the write lock at
             BEGIN (``BEGIN IMMEDIATE``), so it waits for other writers up front.
     """
-    bind = engine.execution_options(rlmusic_write=True) if write else engine
+    bind = _writer(engine) if write else engine
     session = Session(bind, expire_on_commit=False)
     try:
         with session.begin():
@@ -124,7 +138,9 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
 
 
 def _is_transient(exc: DBAPIError) -> bool:
-    """Contention that goes away if the transaction is simply run again."""
+    """Contention (or a dropped connection) that goes away if the work is run again."""
+    if exc.connection_invalidated:
+        return True
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer inserted the same unique key first
     if isinstance(exc, OperationalError):
@@ -135,18 +151,20 @@ def _is_transient(exc: DBAPIError) -> bool:
     return sqlstate in ("40001", "40P01")  # PostgreSQL serialization failure, deadlock
 
 
-def retrying(engine: Engine, work: Callable[[Session], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
-    """Run ``work(session)`` in a write transaction, retrying transient contention.
+def _writer(engine: Engine) -> Engine:
+    """``engine`` with the write flag set (SQLite: ``BEGIN IMMEDIATE``); made once."""
+    writer = getattr(engine, "_rlmusic_writer", None)
+    if writer is None:
+        writer = engine.execution_options(rlmusic_write=True)
+        engine._rlmusic_writer = writer  # lives and dies with the engine
+    return writer
 
-    ``work`` must be safe to run again from the start (it re-reads what it needs). An
-    ``IntegrityError`` is retried a few times only: a second run re-reads the row a
-    concurrent writer just inserted; if it persists it is a real error and surfaces.
-    """
+
+def _retry(run: Callable[[], T], attempts: int) -> T:
     integrity_left = 3
     for attempt in range(attempts):
         try:
-            with session_scope(engine, write=True) as session:
-                return work(session)
+            return run()
         except DBAPIError as exc:
             if not _is_transient(exc) or attempt == attempts - 1:
                 raise
@@ -157,3 +175,30 @@ def retrying(engine: Engine, work: Callable[[Session], T], *, attempts: int = RE
             delay = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
             time.sleep(delay * (0.5 + random.random()))
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def retrying(engine: Engine, work: Callable[[Session], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
+    """Run ``work(session)`` in a write transaction, retrying transient contention.
+
+    ``work`` must be safe to run again from the start (it re-reads what it needs). An
+    ``IntegrityError`` is retried a few times only: a second run re-reads the row a
+    concurrent writer just inserted; if it persists it is a real error and surfaces.
+    """
+
+    def run() -> T:
+        with session_scope(engine, write=True) as session:
+            return work(session)
+
+    return _retry(run, attempts)
+
+
+def retrying_connection(
+    engine: Engine, work: Callable[[Connection], T], *, attempts: int = RETRY_ATTEMPTS
+) -> T:
+    """As ``retrying``, with a Core ``Connection`` (the hot write paths: no ORM overhead)."""
+
+    def run() -> T:
+        with _writer(engine).begin() as connection:
+            return work(connection)
+
+    return _retry(run, attempts)

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy.orm import aliased
 
-from db.engine import retrying, session_scope
+from db.engine import retrying_connection, session_scope
 from db.models import (
     RATER_NAME_MAX,
     RATING_TAGS,
@@ -76,61 +76,96 @@ def check_tags(tags: Iterable[str]) -> list[str]:
 # ----------------------------------------------------------------------------- upserts
 
 
-def ensure_rater(session: Session, name: str) -> int:
+# These run on a Core ``Connection`` (from ``retrying_connection``, or
+# ``session.connection()`` in the CSV import): ``add_rating`` is the hot write path and
+# the ORM unit of work would triple its cost.
+
+RATERS, CLIPS = Rater.__table__, Clip.__table__
+RATINGS, HISTORY, COMPARISONS = Rating.__table__, RatingHistory.__table__, Comparison.__table__
+
+# Statements of the hot path, built once (building them costs more than running them).
+_SELECT_RATER = select(RATERS.c.id).where(RATERS.c.name == bindparam("name"))
+_INSERT_RATER = insert(RATERS).returning(RATERS.c.id)
+_SELECT_CLIP = select(CLIPS.c.id).where(CLIPS.c.id == bindparam("clip_id"))
+_SELECT_RATING = (
+    select(RATINGS.c.id, RATINGS.c.stars, RATINGS.c.tags, RATINGS.c.updated_at)
+    .where(RATINGS.c.rater_id == bindparam("rater_id"), RATINGS.c.clip_id == bindparam("clip_id"))
+    .with_for_update()
+)
+_INSERT_RATING = insert(RATINGS).returning(RATINGS.c.id)
+_LOOKUP_RATING = (
+    select(CLIPS.c.id, RATERS.c.id, RATINGS.c.id)
+    .select_from(
+        CLIPS.outerjoin(RATERS, RATERS.c.name == bindparam("name")).outerjoin(
+            RATINGS, and_(RATINGS.c.clip_id == CLIPS.c.id, RATINGS.c.rater_id == RATERS.c.id)
+        )
+    )
+    .where(CLIPS.c.id == bindparam("clip_id"))
+)
+_COUNT_RATING = (
+    update(CLIPS).where(CLIPS.c.id == bindparam("clip_id")).values(n_ratings=CLIPS.c.n_ratings + 1)
+)
+
+
+def ensure_rater(connection: Connection, name: str) -> int:
     """Id of the rater ``name`` (already checked), created if new."""
-    rater_id = session.scalar(select(Rater.id).where(Rater.name == name))
+    rater_id = connection.scalar(_SELECT_RATER, {"name": name})
     if rater_id is None:
-        rater = Rater(name=name)
-        session.add(rater)
-        session.flush()  # a concurrent insert of the same name fails here -> retried
-        rater_id = rater.id
+        # A concurrent insert of the same name fails here; ``retrying`` runs it again.
+        rater_id = connection.scalar(_INSERT_RATER, {"name": name, "created_at": utcnow()})
     return rater_id
 
 
 def upsert_rating(
-    session: Session,
+    connection: Connection,
     rater_id: int,
     clip_id: int,
     stars: int,
     tags: list[str] | None,
     now: datetime,
+    *,
+    known_new: bool = False,
 ) -> tuple[int, Outcome]:
-    """Insert or update the (rater, clip) rating; ``tags=None`` keeps the stored tags."""
-    rating = session.scalars(
-        select(Rating)
-        .where(Rating.rater_id == rater_id, Rating.clip_id == clip_id)
-        .with_for_update()
-    ).first()
-    if rating is None:
-        rating = Rating(
-            rater_id=rater_id,
-            clip_id=clip_id,
-            stars=stars,
-            tags=tags or [],
-            created_at=now,
-            updated_at=now,
+    """Insert or update the (rater, clip) rating; ``tags=None`` keeps the stored tags.
+
+    ``known_new``: the caller just saw no such rating (skips one look-up; if a
+    concurrent writer inserts it meanwhile, the insert fails and ``retrying`` reruns).
+    """
+    c = RATINGS.c
+    old = None
+    if not known_new:
+        old = connection.execute(_SELECT_RATING, {"rater_id": rater_id, "clip_id": clip_id}).first()
+    if old is None:
+        rating_id = connection.scalar(
+            _INSERT_RATING,
+            {
+                "rater_id": rater_id,
+                "clip_id": clip_id,
+                "stars": stars,
+                "tags": tags or [],
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-        session.add(rating)
-        session.flush()
-        session.execute(update(Clip).where(Clip.id == clip_id).values(n_ratings=Clip.n_ratings + 1))
-        return rating.id, "inserted"
-    new_tags = list(rating.tags) if tags is None else tags
-    if rating.stars == stars and list(rating.tags) == new_tags:
-        return rating.id, "unchanged"
-    session.add(
-        RatingHistory(
-            rating_id=rating.id,
-            stars=rating.stars,
-            tags=list(rating.tags),
-            rated_at=rating.updated_at,
+        connection.execute(_COUNT_RATING, {"clip_id": clip_id})
+        return rating_id, "inserted"
+    old_tags = list(old.tags)
+    new_tags = old_tags if tags is None else tags
+    if old.stars == stars and old_tags == new_tags:
+        return old.id, "unchanged"
+    connection.execute(
+        insert(HISTORY).values(
+            rating_id=old.id,
+            stars=old.stars,
+            tags=old_tags,
+            rated_at=old.updated_at,
             replaced_at=now,
         )
     )
-    rating.stars = stars
-    rating.tags = new_tags
-    rating.updated_at = now
-    session.flush()
-    return rating.id, "updated"
+    connection.execute(
+        update(RATINGS).where(c.id == old.id).values(stars=stars, tags=new_tags, updated_at=now)
+    )
+    return old.id, "updated"
 
 
 def _winner_of_lo(clip_a: int, clip_b: int, winner: str) -> str:
@@ -142,7 +177,7 @@ def _winner_of_lo(clip_a: int, clip_b: int, winner: str) -> str:
 
 
 def upsert_comparison(
-    session: Session,
+    connection: Connection,
     rater_id: int,
     clip_a: int,
     clip_b: int,
@@ -154,43 +189,49 @@ def upsert_comparison(
     The same verdict given again (in either order of presentation) is unchanged; a
     different verdict replaces the stored one, with the new presentation order.
     """
+    c = COMPARISONS.c
     lo, hi = min(clip_a, clip_b), max(clip_a, clip_b)
-    comparison = session.scalars(
-        select(Comparison)
-        .where(Comparison.rater_id == rater_id, Comparison.pair_lo == lo, Comparison.pair_hi == hi)
+    old = connection.execute(
+        select(c.id, c.clip_a_id, c.clip_b_id, c.winner)
+        .where(c.rater_id == rater_id, c.pair_lo == lo, c.pair_hi == hi)
         .with_for_update()
     ).first()
-    if comparison is None:
-        comparison = Comparison(
-            rater_id=rater_id,
-            clip_a_id=clip_a,
-            clip_b_id=clip_b,
-            pair_lo=lo,
-            pair_hi=hi,
-            winner=winner,
-            created_at=now,
-            updated_at=now,
+    if old is None:
+        comparison_id = connection.scalar(
+            insert(COMPARISONS)
+            .values(
+                rater_id=rater_id,
+                clip_a_id=clip_a,
+                clip_b_id=clip_b,
+                pair_lo=lo,
+                pair_hi=hi,
+                winner=winner,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(c.id)
         )
-        session.add(comparison)
-        session.flush()
-        session.execute(
-            update(Clip).where(Clip.id.in_((lo, hi))).values(n_comparisons=Clip.n_comparisons + 1)
+        connection.execute(
+            update(CLIPS)
+            .where(CLIPS.c.id.in_((lo, hi)))
+            .values(n_comparisons=CLIPS.c.n_comparisons + 1)
         )
-        return comparison.id, "inserted"
-    old = _winner_of_lo(comparison.clip_a_id, comparison.clip_b_id, comparison.winner)
-    if old == _winner_of_lo(clip_a, clip_b, winner):
-        return comparison.id, "unchanged"
-    comparison.clip_a_id, comparison.clip_b_id = clip_a, clip_b
-    comparison.winner = winner
-    comparison.updated_at = now
-    session.flush()
-    return comparison.id, "updated"
+        return comparison_id, "inserted"
+    if _winner_of_lo(old.clip_a_id, old.clip_b_id, old.winner) == _winner_of_lo(
+        clip_a, clip_b, winner
+    ):
+        return old.id, "unchanged"
+    connection.execute(
+        update(COMPARISONS)
+        .where(c.id == old.id)
+        .values(clip_a_id=clip_a, clip_b_id=clip_b, winner=winner, updated_at=now)
+    )
+    return old.id, "updated"
 
 
-def _require_clips(session: Session, *clip_ids: int) -> None:
-    found = set(session.scalars(select(Clip.id).where(Clip.id.in_(clip_ids))))
+def _require_clips(connection: Connection, *clip_ids: int) -> None:
     for clip_id in clip_ids:
-        if clip_id not in found:
+        if connection.scalar(_SELECT_CLIP, {"clip_id": clip_id}) is None:
             raise ValueError(f"clip id {clip_id!r} does not exist")
 
 
@@ -206,7 +247,7 @@ def _check_clip_id(name: str, value: Any) -> int:
 def get_or_create_rater(engine: Engine, name: str) -> int:
     """Id of the rater called ``name`` (stripped; 1..64 characters), created if new."""
     name = check_rater_name(name)
-    return retrying(engine, lambda session: ensure_rater(session, name))
+    return retrying_connection(engine, lambda connection: ensure_rater(connection, name))
 
 
 def add_rating(
@@ -232,13 +273,21 @@ def add_rating(
     stars = check_stars(stars)
     tag_list = check_tags(tags)
 
-    def work(session: Session) -> int:
-        _require_clips(session, clip_id)
-        rater_id = ensure_rater(session, name)
-        rating_id, _ = upsert_rating(session, rater_id, clip_id, stars, tag_list, utcnow())
+    def work(connection: Connection) -> int:
+        # One round trip for the common case: does the clip exist, who is the rater,
+        # has the rater rated it already?
+        found = connection.execute(_LOOKUP_RATING, {"clip_id": clip_id, "name": name}).first()
+        if found is None:
+            raise ValueError(f"clip id {clip_id!r} does not exist")
+        _, rater_id, rating_id = found
+        if rater_id is None:
+            rater_id = ensure_rater(connection, name)
+        rating_id, _ = upsert_rating(
+            connection, rater_id, clip_id, stars, tag_list, utcnow(), known_new=rating_id is None
+        )
         return rating_id
 
-    return retrying(engine, work)
+    return retrying_connection(engine, work)
 
 
 def add_comparison(engine: Engine, rater: str, clip_a: int, clip_b: int, winner: str) -> int:
@@ -256,13 +305,13 @@ def add_comparison(engine: Engine, rater: str, clip_a: int, clip_b: int, winner:
         raise ValueError(f"clip {clip_a!r} cannot be compared with itself")
     winner = check_winner(winner)
 
-    def work(session: Session) -> int:
-        _require_clips(session, clip_a, clip_b)
-        rater_id = ensure_rater(session, name)
-        comparison_id, _ = upsert_comparison(session, rater_id, clip_a, clip_b, winner, utcnow())
+    def work(connection: Connection) -> int:
+        _require_clips(connection, clip_a, clip_b)
+        rater_id = ensure_rater(connection, name)
+        comparison_id, _ = upsert_comparison(connection, rater_id, clip_a, clip_b, winner, utcnow())
         return comparison_id
 
-    return retrying(engine, work)
+    return retrying_connection(engine, work)
 
 
 def rater_count(engine: Engine, rater: str) -> int:

@@ -118,6 +118,12 @@ def make_clips_fixture():
     return make_clips
 
 
+@pytest.fixture(name="rate_many")
+def rate_many_fixture():
+    """``rate_many(url, rater, clip_ids, seed)``: the writer of the concurrency tests."""
+    return rate_many
+
+
 @pytest.fixture(name="state")
 def state_fixture(engine):
     """``state()``: a snapshot of the rating tables of ``engine``."""
