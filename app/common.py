@@ -9,6 +9,7 @@ session gave.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from pathlib import Path
@@ -101,23 +102,24 @@ def empty_queue(what: str) -> None:
 # --------------------------------------------------------------------------- clip media
 
 
-def clip_audio_bytes(eng, clip: db.ClipInfo) -> bytes:
-    """The clip's OGG: its stored file, else rendered now (cached) and recorded."""
+def with_audio(eng, clip: db.ClipInfo) -> db.ClipInfo:
+    """``clip`` with a playable ``audio_path``: its stored file, else rendered now
+    (cached by ``rlmusic.audio``) and recorded in the database. Stops the page when this
+    server cannot render audio."""
     if clip.audio_path and Path(clip.audio_path).is_file():
-        return Path(clip.audio_path).read_bytes()
-    path = audio.clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
-    db.set_clip_audio(eng, clip.id, path)
-    return path.read_bytes()
-
-
-def play(eng, clip: db.ClipInfo) -> None:
-    """An audio player and a piano roll of ``clip``; stops the page if it cannot sound."""
+        return clip
     try:
-        data = clip_audio_bytes(eng, clip)
+        path = audio.clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
     except audio.AudioError as exc:
         st.error(f"Cannot render audio on this server: {exc}")
         st.stop()
-    st.audio(data, format="audio/ogg")
+    db.set_clip_audio(eng, clip.id, path)
+    return dataclasses.replace(clip, audio_path=str(path))
+
+
+def play(clip: db.ClipInfo) -> None:
+    """An audio player and a piano roll of ``clip`` (served through ``with_audio``)."""
+    st.audio(Path(clip.audio_path).read_bytes(), format="audio/ogg")
     st.image(piano_roll_png(tuple(clip.tokens)), width="stretch")
 
 

@@ -307,3 +307,20 @@ def test_launch_starts_streamlit_when_the_schema_is_current(url, monkeypatch, ca
     out = capsys.readouterr().out
     assert "audio by fluidsynth" in out or "audio by tinysoundfont" in out
     assert "http://127.0.0.1:8766" in out
+
+
+def test_a_served_clip_that_disappeared_is_reported_not_crashed(engine):
+    from sqlalchemy import text
+
+    ids = enqueue(engine, n=2)
+    at = sign_in(page("rate"), "hana")
+    assert at.session_state["rate_clip"].id == ids[0]
+    with engine.begin() as conn:  # another tool removed the clip while it was on screen
+        conn.execute(text("DELETE FROM clips WHERE id = :id"), {"id": ids[0]})
+    at.feedback[0].set_value(2)
+    at.button(key="submit_rating").click().run()
+    assert not at.exception
+    assert "Could not save this rating" in texts(at.error)
+    assert db.star_rows(engine) == []
+    at.button(key="skip_clip").click().run()
+    assert at.session_state["rate_clip"].id == ids[1]

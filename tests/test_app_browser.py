@@ -237,7 +237,7 @@ def test_two_sessions_rating_at_once_lose_nothing(browser, server):
     sign_in(bob, "bob")
     sign_in(carol, "carol")
     given: dict[str, list[tuple[int, int]]] = {"bob": [], "carol": []}
-    for round_ in range(3):
+    for round_ in range(2):
         clips = {}
         for name, page, stars in (("bob", bob, 1 + round_), ("carol", carol, 5 - round_)):
             clips[name] = (shown_clip(page), stars)
@@ -253,7 +253,7 @@ def test_two_sessions_rating_at_once_lose_nothing(browser, server):
     for name in ("bob", "carol"):
         rows = [(r["clip_id"], r["stars"]) for r in db.star_rows(server.engine) if r["rater"] == name]
         assert rows == given[name]
-        assert len({c for c, _ in rows}) == 3  # three different clips, none lost or doubled
-    carol.get_by_text("3 judgements so far").wait_for()
+        assert len({c for c, _ in rows}) == 2  # two different clips, none lost or doubled
+    carol.get_by_text("2 judgements so far").wait_for()
     bob.context.close()
     carol.context.close()

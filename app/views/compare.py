@@ -22,19 +22,25 @@ if pair is None:
             "not compared yet)."
         )
         st.stop()
-    st.session_state[SERVED] = pair
+pair = tuple(common.with_audio(eng, clip) for clip in pair)  # renders on demand, once
+st.session_state[SERVED] = pair
 
 a, b = pair
 for label, clip, column in zip("AB", pair, st.columns(2)):
     with column:
         st.subheader(label)
-        common.play(eng, clip)
+        common.play(clip)
         st.caption(f"Clip {clip.id}")
 
 cols = st.columns(len(CHOICES))
 for (winner, text), column in zip(CHOICES.items(), cols):
     if column.button(text, key=f"prefer_{winner}", width="stretch"):
-        db.add_comparison(eng, rater, a.id, b.id, winner)
         del st.session_state[SERVED]
+        try:
+            db.add_comparison(eng, rater, a.id, b.id, winner)
+        except ValueError as exc:  # e.g. a clip was removed meanwhile
+            st.error(f"Could not save this comparison: {exc}")
+            st.button("Next pair", key="skip_pair")
+            st.stop()
         common.flash(f"Saved: {text.lower()}. Here is the next pair.")
         st.rerun()

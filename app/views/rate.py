@@ -16,12 +16,16 @@ clip = st.session_state.get(SERVED)
 if clip is None:
     clip = db.next_clip(eng, rater)
     if clip is None:
-        common.empty_queue(f"You have rated every clip in the queue, {rater}: thank you!")
+        if db.stats(eng)["clips"]:
+            common.empty_queue(f"You have rated every clip in the queue, {rater}: thank you!")
+        else:
+            common.empty_queue("The rating queue is empty.")
         st.stop()
-    st.session_state[SERVED] = clip
+clip = common.with_audio(eng, clip)  # renders on demand, once
+st.session_state[SERVED] = clip
 
 st.caption(f"Clip {clip.id} · {db.queue_size(eng, rater)} clips left for you")
-common.play(eng, clip)
+common.play(clip)
 
 st.write("How much do you like it?")
 stars = st.feedback("stars", key=f"stars_{clip.id}")  # 0..4, None until clicked
@@ -33,7 +37,12 @@ if st.button("Submit rating", key="submit_rating", type="primary"):
     if stars is None:
         st.warning("Pick 1 to 5 stars first.")
     else:
-        db.add_rating(eng, rater, clip.id, stars + 1, tags or [])
         del st.session_state[SERVED]
+        try:
+            db.add_rating(eng, rater, clip.id, stars + 1, tags or [])
+        except ValueError as exc:  # e.g. the clip was removed meanwhile
+            st.error(f"Could not save this rating: {exc}")
+            st.button("Next clip", key="skip_clip")
+            st.stop()
         common.flash(f"Saved {stars + 1} stars for clip {clip.id}. Here is the next one.")
         st.rerun()
