@@ -324,3 +324,22 @@ def test_a_served_clip_that_disappeared_is_reported_not_crashed(engine):
     assert db.star_rows(engine) == []
     at.button(key="skip_clip").click().run()
     assert at.session_state["rate_clip"].id == ids[1]
+
+
+def test_rlmusic_app_command_is_routed_here():
+    from rlmusic import cli
+
+    parser = cli.build_parser("app")
+    assert parser.parse_args(["--port", "9000"]).port == 9000
+    assert parser.parse_args([]).port == launch.DEFAULT_PORT
+
+
+def test_audio_removed_from_the_cache_is_rendered_again(engine):
+    enqueue(engine, n=1)
+    at = sign_in(page("rate"), "ivan")
+    first = Path(at.session_state["rate_clip"].audio_path)
+    first.unlink()
+    at.run()
+    assert not at.exception and len(at.get("audio")) == 1
+    assert first.is_file()  # same cache name: same clip, same settings
+    assert db.get_clip(engine, at.session_state["rate_clip"].id).audio_path == str(first)
