@@ -250,3 +250,14 @@ def test_bundled_soundfont_when_debian_has_none(monkeypatch):
     tokens = [V.pitch_to_token(69)] + [V.HOLD] * 15
     x = audio.render_samples(tokens, instrument="flute", sample_rate=SR)
     assert dominant_hz(x[int(0.3 * SR) : int(1.8 * SR)], SR) == pytest.approx(440, rel=0.02)
+
+
+@pytest.mark.skipif("tinysoundfont" not in ROUTES, reason="tinysoundfont not installed")
+def test_pip_only_route_when_libfluidsynth_is_missing(monkeypatch):
+    monkeypatch.setattr(audio, "_synths", {})
+    monkeypatch.delenv("RLMUSIC_SYNTH", raising=False)
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # as without Debian's libfluidsynth
+    assert audio.synth_route().startswith("tinysoundfont")
+    tokens = [V.pitch_to_token(69)] + [V.HOLD] * 15
+    x = audio.render_samples(tokens, instrument="violin", sample_rate=SR)
+    assert dominant_hz(x[int(0.3 * SR) : int(1.8 * SR)], SR) == pytest.approx(440, rel=0.02)
