@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.rewards import theory_config
 from rlmusic.model import (
     MelodyLSTM,
     Provenance,
@@ -95,6 +96,7 @@ class TuneConfig:
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0 = only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
+    eval_corpus: str = "irish"  # corpus whose n-grams define novelty in evaluations ("" = skip novelty)
     checkpoint_every: int = 20_000  # env steps between checkpoints (0 = only at the end)
     seed: int = 0  # seeds torch, numpy and SB3
 
@@ -172,12 +174,7 @@ class TuneConfig:
 
 def build_rewards(config: TuneConfig, vocab: Vocabulary):
     """(theory reward, final reward) callables of ``envs.rewards`` for this config."""
-    from envs.rewards import (
-        final_reward_from_weights,
-        no_theory,
-        theory_config,
-        theory_reward_from_config,
-    )
+    from envs.rewards import final_reward_from_weights, no_theory, theory_reward_from_config
 
     theory_config(config.theory)  # unknown rule names or negative weights raise here
     theory = theory_reward_from_config(vocab, config.theory, config.steps) if config.theory_weight else no_theory
@@ -396,25 +393,28 @@ def kl_per_note(model: MelodyLSTM, prior: MelodyLSTM, tokens: torch.Tensor) -> t
 
 
 def evaluate_model(
-    model: MelodyLSTM, prior: MelodyLSTM, steps: int, n: int, seed: int, theory_reward=None
+    model: MelodyLSTM,
+    prior: MelodyLSTM,
+    steps: int,
+    n: int,
+    seed: int,
+    theory_reward=None,
+    key: str = "C major",
+    corpus: str | None = "irish",
 ) -> dict[str, Any]:
-    """Sample ``n`` melodies and score them: the theory table (``rlmusic.metrics``),
-    the exact KL per note to the prior and the mean per-step theory reward."""
+    """Sample ``n`` melodies and score them: the theory table (``metrics.evaluate_tokens``),
+    the exact KL(model || prior) per note along the samples and the mean theory reward."""
+    from rlmusic import metrics
+
     tokens = model.sample(n, steps, generator=torch.Generator().manual_seed(seed))  # (n, T) CPU
-    result: dict[str, Any] = {}
-    try:
-        from rlmusic import metrics
-    except ImportError:
-        metrics = None
-    if metrics is not None and hasattr(metrics, "evaluate_tokens"):
-        result.update(metrics.evaluate_tokens(tokens.numpy(), model.vocab, prior=prior))
+    result: dict[str, Any] = metrics.evaluate_tokens(tokens.numpy(), model.vocab, prior=prior, key=key,
+                                                     corpus=corpus or None)
     kl, lp = kl_per_note(model, prior, tokens.to(model.device))
     result["kl_per_note"], result["log_p_prior_per_note"] = kl, lp
     if theory_reward is not None:
         arr = tokens.numpy()
         per_step = [theory_reward(arr[:, :t], arr[:, t]) for t in range(steps)]
         result["theory_reward_per_note"] = float(np.mean(per_step))
-    result.update(n=n, steps=steps)
     return result
 
 
@@ -520,12 +520,14 @@ class TuneRun:
     def evaluate(self, timesteps: int) -> dict[str, Any]:
         model = self.model.policy.to_melody_lstm().to(self.device)
         c = self.config
-        result = evaluate_model(model, self.prior, c.steps, c.eval_melodies, c.seed + 12345, self.theory_reward)
+        key = theory_config(c.theory).key
+        result = evaluate_model(model, self.prior, c.steps, c.eval_melodies, c.seed + 12345, self.theory_reward,
+                                key=key, corpus=c.eval_corpus)
         result = {"timesteps": timesteps, "beta": self.env.beta, **result}
         with (self.out / "eval.jsonl").open("a") as f:
             f.write(json.dumps(_jsonable(result)) + "\n")
         for k, v in result.items():
-            if isinstance(v, (int, float)) and k not in ("timesteps", "n", "steps"):
+            if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("timesteps", "n", "steps"):
                 self.model.logger.record(f"eval/{k}", v)
         self.last_eval = result
         return result
@@ -674,3 +676,45 @@ def main(args: argparse.Namespace) -> int:
     result = json.loads((Path(out) / "eval.jsonl").read_text().splitlines()[-1])
     print(f"tune: wrote the tuned model to {out} (KL {result['kl_per_note']:.3f} nats/note)")
     return 0
+
+
+def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None) -> Path:
+    """PNG of a run's curves (``metrics.csv`` + ``eval.jsonl``): reward terms per melody,
+    KL per note (with the target), beta, and the evaluated theory figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = [r for r in read_csv(run_dir / "metrics.csv") if "reward/kl" in r]
+    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line]
+    config = json.loads((run_dir / CONFIG_NAME).read_text())["config"]
+    x = [r["timesteps"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    for key in sorted({k for r in rows for k in r if k.startswith("reward/")} - {"reward/kl", "reward/kl_penalty"}):
+        axes[0].plot(x, [r.get(key, np.nan) for r in rows], label=key.split("/")[1])
+    axes[0].set(title="reward per melody", xlabel="env steps")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(x, [r["reward/kl"] for r in rows], label="rollouts (sampled)")
+    axes[1].plot([e["timesteps"] for e in evals], [e["kl_per_note"] for e in evals], "o-", label="eval (exact)")
+    if config.get("target_kl_per_note"):
+        axes[1].axhline(config["target_kl_per_note"], ls="--", c="grey", label="target")
+    axes[1].set(title="KL(pi || prior) per note [nats]", xlabel="env steps")
+    axes[1].legend(fontsize=7)
+    axes[2].plot(x, [r.get("kl/beta", np.nan) for r in rows])
+    axes[2].set(title="beta", xlabel="env steps")
+    for key in ("notes_not_in_key", "notes_excessively_repeated", "starts_with_tonic", "leaps_resolved",
+                "notes_in_motif", "structure"):
+        if evals and key in evals[0]:
+            axes[3].plot([e["timesteps"] for e in evals], [e[key] for e in evals], "o-", ms=3, label=key)
+    axes[3].set(title="evaluation", xlabel="env steps", ylim=(-0.02, 1.02))
+    axes[3].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -27,6 +27,7 @@ structure_weight = 1.0
 eval_every = 64
 eval_melodies = 8
 checkpoint_every = 64
+eval_corpus = ""
 
 [theory]
 key = "C major"
