@@ -123,8 +123,10 @@ class Clip(Base):
         Index("ix_clips_queue_fewest", "n_ratings", "id"),
         # next_clip(order="priority"): highest priority first, then fewest ratings.
         Index("ix_clips_queue_priority", text("priority DESC"), "n_ratings", "id"),
-        # next_pair: clips of one length, fewest comparisons first.
-        Index("ix_clips_queue_pairs", "steps", "n_comparisons", "id"),
+        # next_pair (revision 0002): the first clip, fewest comparisons over all lengths;
+        # its partner, per model, within one length.
+        Index("ix_clips_queue_pair_first", "n_comparisons", "id"),
+        Index("ix_clips_queue_pair_model", "model_id", "steps", "n_comparisons", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

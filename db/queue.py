@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, case, exists, func, select, update
+from sqlalchemy import Connection, Engine, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from db.engine import retrying, session_scope
+from db.engine import retrying, retrying_connection, session_scope
 from db.models import MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
 
 NEXT_CLIP_ORDERS = ("fewest", "priority")
@@ -152,15 +152,16 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
             }
         )
 
-    def work(session: Session) -> list[int]:
-        if session.get(Model, model_id) is None:
+    def work(connection: Connection) -> list[int]:
+        if connection.scalar(select(Model.id).where(Model.id == model_id)) is None:
             raise ValueError(f"model id {model_id!r} does not exist")
-        objects = [Clip(**row) for row in rows]
-        session.add_all(objects)
-        session.flush()
-        return [c.id for c in objects]
+        # One executemany with RETURNING (batched INSERT ... VALUES on both backends).
+        statement = insert(Clip.__table__).returning(
+            Clip.__table__.c.id, sort_by_parameter_order=True
+        )
+        return list(connection.execute(statement, rows).scalars())
 
-    return retrying(engine, work) if rows else []
+    return retrying_connection(engine, work) if rows else []
 
 
 def set_clip_audio(engine: Engine, clip_id: int, audio_path: str | Path | None) -> None:
@@ -271,33 +272,48 @@ def next_pair(
     """
     with session_scope(engine) as session:
         rater_id = _rater_id(session, rater)
-        base = select(Clip)
+        model_ids = list(session.scalars(select(Model.id)))
+        # Light rows while searching; the two full clips are loaded at the end.
+        base = select(Clip.id, Clip.steps, Clip.model_id)
         if require_audio:
             base = base.where(Clip.audio_path.is_not(None))
         offset = 0
         while True:
-            candidates = session.scalars(
+            candidates = session.execute(
                 base.order_by(Clip.n_comparisons, Clip.id).offset(offset).limit(PAIR_CANDIDATES)
             ).all()
             if not candidates:
                 return None
-            for a in candidates:
-                query = base.where(Clip.steps == a.steps, Clip.id != a.id)
+            for a_id, a_steps, a_model in candidates:
+                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id)
+                if require_audio:
+                    query = query.where(Clip.audio_path.is_not(None))
                 if rater_id is not None:
-                    lo = case((Clip.id < a.id, Clip.id), else_=a.id)
-                    hi = case((Clip.id < a.id, a.id), else_=Clip.id)
+                    lo = case((Clip.id < a_id, Clip.id), else_=a_id)
+                    hi = case((Clip.id < a_id, a_id), else_=Clip.id)
                     done = exists().where(
                         Comparison.rater_id == rater_id,
                         Comparison.pair_lo == lo,
                         Comparison.pair_hi == hi,
                     )
                     query = query.where(~done)
-                same_model = case((Clip.model_id == a.model_id, 1), else_=0)
-                b = session.scalars(
-                    query.order_by(same_model, Clip.n_comparisons, Clip.id).limit(1)
-                ).first()
-                if b is not None:
-                    return _clip_info(a), _clip_info(b)
+                # Another model first (the best over the other models), then the same
+                # model; each an index walk on (model_id, steps, n_comparisons, id).
+                ordered = query.add_columns(Clip.n_comparisons).order_by(
+                    Clip.n_comparisons, Clip.id
+                )
+                found = [
+                    session.execute(ordered.where(Clip.model_id == m).limit(1)).first()
+                    for m in model_ids
+                    if m != a_model
+                ]
+                found = [row for row in found if row is not None]
+                if not found:
+                    row = session.execute(ordered.where(Clip.model_id == a_model).limit(1)).first()
+                    found = [row] if row is not None else []
+                b_id = min(found, key=lambda row: (row[1], row[0]))[0] if found else None
+                if b_id is not None:
+                    return _clip_info(session.get(Clip, a_id)), _clip_info(session.get(Clip, b_id))
             offset += PAIR_CANDIDATES
 
 
