@@ -299,6 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
     defaults = PretrainConfig()
     for f in fields(PretrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -321,6 +323,8 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     best = pretrain(config, args.out, args.device, args.resume, progress=not args.no_progress)
     print(f"pretrain: best valid NLL {best['valid_nll']:.4f} nats/token, "
           f"accuracy {best['valid_accuracy']:.3f} -> {args.out}")

@@ -36,5 +36,9 @@ fi
 # An unpinned torch pulls a multi-GB CUDA build; the pin takes the CPU wheel here.
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The pip-only audio route (TinySoundFont + pretty_midi's bundled GM soundfont), for
+# machines without libfluidsynth. --no-deps: its only declared dependency, PyAudio, is
+# for live playback, has no Linux wheel and does not build without PortAudio headers.
+.venv/bin/python -m pip install -q --no-deps "tinysoundfont>=0.3.7"
 touch "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
