@@ -296,3 +296,18 @@ def test_rlmusic_router_prints_bad_rows_without_traceback(engine, db_url, clips,
     assert "line 3: stars '8' is not in 1..5" in err
     assert "Traceback" not in err
     assert db.stats(engine)["ratings"] == 0
+
+
+def test_round_trip_with_awkward_rater_names(engine, clips, tmp_path):
+    names = ['say "hi"', "a,b", "Zoë 🎵", "=1+1", "x" * 64, "tab\there"]
+    for i, name in enumerate(names):
+        db.add_rating(engine, name, clips[i % len(clips)], 1 + i % 5)
+        db.add_comparison(engine, name, clips[0], clips[1 + i % 5], "ab"[i % 2])
+    stars, pairs = tmp_path / "s.csv", tmp_path / "p.csv"
+    db.export_ratings(engine, stars)
+    db.export_ratings(engine, pairs, kind="pairs")
+    before = (db.star_rows(engine), db.pair_rows(engine))
+    assert db.import_ratings(engine, stars)["unchanged"] == len(names)
+    assert db.import_ratings(engine, pairs)["unchanged"] == len(names)
+    assert (db.star_rows(engine), db.pair_rows(engine)) == before
+    assert {r["rater"] for r in before[0]} == set(names)
