@@ -33,12 +33,32 @@ BACKENDS = [
 ]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Engine]:
     """An autocommit engine on the PostgreSQL test database, to create/drop schemas."""
     engine = create_engine(
         PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10}
     )
+    # Schemas left by runs that were killed (their pid is gone) are dropped; those of
+    # live runs, e.g. a parallel one, are left alone.
+    with engine.connect() as connection:
+        names = connection.exec_driver_sql(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %(p)s", {"p": SCHEMA_PREFIX + "%"}
+        ).scalars()
+        for name in list(names):
+            pid = name[len(SCHEMA_PREFIX) :].split("_")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
     yield engine
     engine.dispose()
 
