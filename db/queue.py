@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,7 +119,7 @@ def _check_tokens(index: int, tokens: Any) -> list[int]:
         )
     out = []
     for t in tokens:
-        if isinstance(t, bool) or not isinstance(t, int):
+        if isinstance(t, bool) or not isinstance(t, Integral):  # numpy ints are Integral
             raise ValueError(f"clip {index}: token {t!r} is not an int")
         out.append(int(t))
     return out
@@ -134,7 +135,7 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
     rows = []
     for i, clip in enumerate(clips):
         tokens = _check_tokens(i, clip.get("tokens"))
-        steps = clip.get("steps", len(tokens))
+        steps = int(clip.get("steps", len(tokens)))
         if steps != len(tokens):
             raise ValueError(f"clip {i}: steps {steps!r} != len(tokens) {len(tokens)}")
         if not clip.get("midi_path"):

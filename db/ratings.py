@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from numbers import Integral
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
@@ -49,7 +50,7 @@ def check_rater_name(name: Any) -> str:
 
 def check_stars(stars: Any) -> int:
     """``stars`` as an int in 1..5, else ``ValueError`` naming the value."""
-    if isinstance(stars, bool) or not isinstance(stars, int) or not 1 <= stars <= 5:
+    if isinstance(stars, bool) or not isinstance(stars, Integral) or not 1 <= stars <= 5:
         raise ValueError(f"stars {stars!r} is not an integer in 1..5")
     return int(stars)
 
@@ -236,9 +237,9 @@ def _require_clips(connection: Connection, *clip_ids: int) -> None:
 
 
 def _check_clip_id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise ValueError(f"{name} {value!r} is not an integer clip id")
-    return value
+    return int(value)
 
 
 # ----------------------------------------------------------------------------- public API

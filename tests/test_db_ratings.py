@@ -86,6 +86,18 @@ def test_enqueue_clips_rejects_bad_clips_and_writes_none(
     assert db.stats(engine)["clips"] == 0
 
 
+def test_numpy_integers_are_accepted(engine, two_models):
+    import numpy as np
+    prior, _ = two_models
+    tokens = np.arange(8, dtype=np.int64)
+    (clip,) = db.enqueue_clips(
+        engine, prior, [{"tokens": list(tokens), "steps": np.int64(8), "midi_path": "a"}]
+    )
+    assert db.get_clip(engine, clip).tokens == list(range(8))
+    db.add_rating(engine, "ann", np.int64(clip), np.int32(4))
+    assert db.star_rows(engine)[0]["stars"] == 4
+
+
 def test_enqueue_clips_unknown_model(engine, make_clips):
     with pytest.raises(ValueError, match="model id 77"):
         db.enqueue_clips(engine, 77, make_clips(1))
