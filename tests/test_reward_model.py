@@ -1,0 +1,204 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlmusic.model import MelodyLSTM, ModelConfig, save_model
+from rlmusic.representation import Vocabulary, VocabularyMismatchError
+from rlmusic.reward_model import (
+    GuardConfig,
+    GuardedRewardModel,
+    RewardConfig,
+    RunningMeanStd,
+    fit_reward_model,
+    load_reward_model,
+    melody_statistics,
+    normalise_stars,
+    rankdata,
+    spearman,
+)
+
+TINY = dict(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64)
+FAST = dict(ensemble=3, epochs=150)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_model(MelodyLSTM(ModelConfig(**TINY)), tmp_path_factory.mktemp("rm") / "prior")
+
+
+def melodies(n: int, steps: int = 16, seed: int = 0) -> np.ndarray:
+    """Random melodies of quarter notes (pitch tokens then HOLDs)."""
+    rng = np.random.default_rng(seed)
+    out = np.full((n, steps), Vocabulary.HOLD, dtype=np.int64)
+    out[:, ::4] = rng.integers(14, 30, size=(n, steps // 4))  # pitches 60..75
+    return out
+
+
+def rising(tokens: np.ndarray) -> np.ndarray:
+    """The known quality: last note minus first note (octaves)."""
+    return melody_statistics(tokens, Vocabulary())[:, -1]
+
+
+def star_rows_for(tokens, quality, rater, offset, scale=2.0, start_id=1):
+    """A rater whose stars follow ``quality`` exactly, shifted by ``offset`` stars."""
+    ranks = rankdata(quality) / len(quality)  # (0, 1]
+    return [
+        {"rating_id": start_id + i, "clip_id": i, "rater": rater, "tokens": t.tolist(),
+         "stars": int(np.clip(np.ceil(ranks[i] * scale) + offset, 1, 5))}
+        for i, t in enumerate(tokens)
+    ]
+
+
+def pair_rows_for(tokens, quality, n, seed=0, rater="p"):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for j in range(n):
+        a, b = rng.choice(len(tokens), 2, replace=False)
+        rows.append({"comparison_id": j + 1, "clip_a": int(a), "clip_b": int(b), "rater": f"{rater}{j % 3}",
+                     "winner": "a" if quality[a] > quality[b] else "b" if quality[b] > quality[a] else "tie",
+                     "tokens_a": tokens[a].tolist(), "tokens_b": tokens[b].tolist()})
+    return rows
+
+
+def test_stars_are_normalised_within_each_rater():
+    tokens = melodies(6)
+    q = np.arange(6.0)
+    harsh = star_rows_for(tokens, q, "harsh", offset=0, scale=3)  # stars 1..3
+    kind = star_rows_for(tokens, q, "kind", offset=2, scale=3)  # stars 3..5
+    z, stats = normalise_stars(harsh + kind)
+    assert stats["harsh"]["mean"] < stats["kind"]["mean"]
+    np.testing.assert_allclose(z[:6], z[6:])
+    assert z[:6].mean() == pytest.approx(0) and z[:6].std() == pytest.approx(1)
+    flat = [{"rater": "flat", "stars": 4, "tokens": [2]}] * 3
+    assert np.all(normalise_stars(flat)[0] == 0)  # no spread: no ordering information
+
+
+def test_a_harsh_and_a_kind_rater_with_the_same_ordering_give_the_same_fit(prior_dir):
+    tokens = melodies(40)
+    q = rising(tokens)
+    config = RewardConfig(**FAST, split="clip")
+    harsh = fit_reward_model(star_rows_for(tokens, q, "harsh", 0, scale=3), [], prior_dir, config)
+    kind = fit_reward_model(star_rows_for(tokens, q, "kind", 2, scale=3), [], prior_dir, config)
+    np.testing.assert_allclose(harsh.score(tokens), kind.score(tokens), atol=1e-5)
+    both = fit_reward_model(star_rows_for(tokens, q, "harsh", 0, scale=3)
+                            + star_rows_for(tokens, q, "kind", 2, scale=3, start_id=100), [], prior_dir, config)
+    # with raw stars the kind rater's 3-5 would swamp the harsh one's 1-3; z-scored, they agree
+    assert spearman(both.score(tokens), q) > 0.8
+
+
+def test_bradley_terry_recovers_a_known_ordering(prior_dir):
+    tokens = melodies(60, seed=1)
+    q = rising(tokens)
+    model = fit_reward_model([], pair_rows_for(tokens, q, 300), prior_dir, RewardConfig(**FAST, split="clip"))
+    held = model.metrics
+    assert held["n_test_pairs"] > 20
+    assert held["pairwise_accuracy"] > 0.8  # chance 0.5
+    fresh = melodies(60, seed=2)
+    assert spearman(model.score(fresh), rising(fresh)) > 0.8  # melodies it never saw
+
+
+def test_ties_count_as_half_wins_or_are_skipped(prior_dir):
+    tokens = melodies(30)
+    q = rising(tokens)
+    pairs = pair_rows_for(tokens, q, 60)
+    pairs += [{**p, "comparison_id": 1000 + i, "winner": "tie"} for i, p in enumerate(pairs[:10])]
+    half = fit_reward_model([], pairs, prior_dir, RewardConfig(**FAST, ties="half", split="clip"))
+    skip = fit_reward_model([], pairs, prior_dir, RewardConfig(**FAST, ties="skip", split="clip"))
+    assert half.meta["data"]["n_ties"] == skip.meta["data"]["n_ties"] >= 10
+    assert half.meta["data"]["ties"] == "half" and skip.meta["data"]["ties"] == "skip"
+    assert not np.allclose(half.score(tokens), skip.score(tokens))  # the ties did enter the half fit
+
+
+def test_refuses_to_fit_on_too_few_ratings(prior_dir):
+    tokens = melodies(5)
+    rows = star_rows_for(tokens, rising(tokens), "r", 0)
+    with pytest.raises(ValueError, match=r"too few ratings.*: 7 \(5 star ratings \+ 2 comparisons\), need at least 20"):
+        fit_reward_model(rows, pair_rows_for(tokens, rising(tokens), 2), prior_dir)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        fit_reward_model(rows, [], prior_dir, RewardConfig(ties="drop", min_ratings=1))
+
+
+def test_save_load_round_trip(prior_dir, tmp_path):
+    tokens = melodies(40)
+    q = rising(tokens)
+    stars = star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100)
+    model = fit_reward_model(stars, pair_rows_for(tokens, q, 30), prior_dir, RewardConfig(**FAST))
+    model.save(tmp_path / "rm")
+    loaded = load_reward_model(tmp_path / "rm")
+    np.testing.assert_allclose(loaded.score(tokens), model.score(tokens), atol=1e-6)
+    mean, std = loaded.score_with_uncertainty(tokens)
+    assert mean.shape == std.shape == (40,) and np.all(std >= 0) and std.max() > 0
+    # normalised on the training melodies: mean 0, std 1
+    assert mean.mean() == pytest.approx(0, abs=1e-5) and mean.std() == pytest.approx(1, abs=1e-3)
+    meta = json.loads((tmp_path / "rm" / "config.json").read_text())
+    assert meta["data"]["rating_ids"] == sorted(r["rating_id"] for r in stars)
+    assert meta["data"]["comparison_ids"] == list(range(1, 31))
+    assert meta["prior"]["vocabulary"]["min_pitch"] == 48 and meta["head"]["ensemble"] == 3
+    assert meta["metrics"]["split"] == "rater"
+    metrics = json.loads((tmp_path / "rm" / "metrics.json").read_text())
+    assert set(metrics) >= {"pairwise_accuracy", "spearman", "star_pair_accuracy"}
+
+
+def test_loading_with_a_prior_of_another_vocabulary_raises(prior_dir, tmp_path):
+    tokens = melodies(30)
+    model = fit_reward_model(star_rows_for(tokens, rising(tokens), "a", 0), [], prior_dir,
+                             RewardConfig(**FAST, split="clip"))
+    model.save(tmp_path / "rm")
+    other = save_model(MelodyLSTM(ModelConfig(**TINY, min_pitch=36, max_pitch=96)), tmp_path / "other")
+    with pytest.raises(VocabularyMismatchError, match="another vocabulary"):
+        load_reward_model(tmp_path / "rm", prior=other)
+    torch.manual_seed(5)
+    retrained = save_model(MelodyLSTM(ModelConfig(**TINY)), tmp_path / "retrained")
+    with pytest.warns(UserWarning, match="weights differ"):
+        load_reward_model(tmp_path / "rm", prior=retrained)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3, 2, size=16) for _ in range(20)]
+    rms = RunningMeanStd(count=1e-8)
+    for b in batches:
+        rms.update(b)
+    allx = np.concatenate(batches)
+    assert rms.mean == pytest.approx(allx.mean()) and rms.var == pytest.approx(allx.var())
+
+
+def test_guarded_model_normalises_with_running_stats(prior_dir):
+    tokens = melodies(40)
+    q = rising(tokens)
+    model = fit_reward_model(star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100),
+                             [], prior_dir, RewardConfig(**FAST))
+    best = tokens[np.argsort(-model.score(tokens))[:8]]  # a policy that found the best melodies
+    raw = model.score(best).mean()
+    assert raw > 1  # well above the training melodies' mean
+    guarded = GuardedRewardModel(model, GuardConfig(init_count=64))
+    first = guarded.score(best)
+    for _ in range(30):
+        last = guarded.score(best)
+    assert first.mean() > 0.5 * raw  # the running stats start at the training melodies'
+    assert last.mean() < 0.5 * first.mean()  # then the running mean catches up with the policy
+    assert guarded.stats.mean > 0.7 * raw
+    score, disagreement, n = guarded.drain()
+    assert n == 31 * 8 and score > 1 and disagreement > 0 and guarded.pending == []
+    plain = GuardedRewardModel(model, GuardConfig(running_norm=False, clip=0))
+    np.testing.assert_allclose(plain.score(best), model.score(best))
+    with pytest.raises(ValueError, match="guard action"):
+        GuardConfig.from_dict({"action": "explode"})
+
+
+def test_spearman_and_ranks():
+    assert rankdata(np.array([3.0, 1.0, 3.0])).tolist() == [2.5, 1.0, 2.5]
+    assert spearman(np.arange(5.0), np.arange(5.0) ** 3) == pytest.approx(1)
+    assert math.isnan(spearman(np.ones(4), np.arange(4.0)))
