@@ -13,6 +13,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+
 from db.engine import database_url, get_engine
 from db.models import Base
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from alembic import command
 from db.engine import database_url, get_engine
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"

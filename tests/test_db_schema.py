@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 import db
-from alembic import command
 from db.cli import add_db_arguments, db_main
 from db.schema import alembic_config
 

@@ -12,7 +12,6 @@ and ``ix_clips_queue_priority`` sorts ``priority DESC`` (next_clip's priority or
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0001"
