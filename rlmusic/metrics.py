@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmusic import theory
+from rlmusic import originality, structure, theory
 from rlmusic.representation import DEFAULT_VOCAB, Vocabulary
 
 # Keys of the evaluate contract, in table order (more keys follow them).
@@ -70,7 +70,7 @@ def evaluate_tokens(
     ``prior``: a loaded MelodyLSTM giving ``log_p_prior_per_note`` (nan without);
     ``model``: the MelodyLSTM that sampled ``tokens`` at ``temperature``, giving
     ``kl_per_note`` = mean over steps of log pi_T(x_t) - log p_prior(x_t) (needs ``prior``);
-    ``corpus``: a source name for ``theory.corpus_index`` (train split), an ``NgramIndex``,
+    ``corpus``: a source name for ``originality.corpus_index`` (train split), an ``NgramIndex``,
     token sequences, or None (novelty and copied span become nan).
     """
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
@@ -80,17 +80,17 @@ def evaluate_tokens(
     N, T = tokens.shape
     ctx = theory.RuleContext(vocab=vocab, key=theory.Key.parse(key), steps=T)
     out: dict[str, Any] = dict(theory.music_theory_metrics(tokens, ctx))
-    parts = theory.structure_terms(tokens, ctx)
+    parts = structure.structure_terms(tokens, ctx)
     out["structure"] = float(parts["structure"].mean())
     if corpus is None:
         out["novelty"] = out["copied_notes"] = out["copied_over_max"] = math.nan
     else:
-        index = theory.corpus_index(corpus, vocab=vocab) if isinstance(corpus, str) else corpus
-        orig = theory.originality_scores(tokens, vocab, index, max_copied_notes=max_copied_notes)
+        index = originality.corpus_index(corpus, vocab=vocab) if isinstance(corpus, str) else corpus
+        orig = originality.originality_scores(tokens, vocab, index, max_copied_notes=max_copied_notes)
         out["novelty"] = float(orig["novelty"].mean())
         out["copied_notes"] = float(orig["copied_notes"].mean())
         out["copied_over_max"] = float((orig["copied_notes"] > max_copied_notes).mean())
-    out["diversity"] = theory.batch_diversity(tokens, vocab)
+    out["diversity"] = originality.batch_diversity(tokens, vocab)
     out["distinct_melodies"] = len({t.tobytes() for t in tokens}) / N
     lp_prior = _log_probs(prior, tokens) if prior is not None else None
     out["log_p_prior_per_note"] = float(lp_prior.mean()) if lp_prior is not None else math.nan
@@ -110,11 +110,11 @@ def melody_scores(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> list
     """Cheap per-melody scores (no corpus, no model) for manifests."""
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
     ctx = theory.RuleContext(vocab=vocab, steps=tokens.shape[1])
-    structure = theory.structure_scores(tokens, ctx)
+    structure_score = structure.structure_scores(tokens, ctx)
     rows = []
     for i, t in enumerate(tokens):
         m = theory.music_theory_metrics(t[None, :], ctx)
-        rows.append({"structure": round(float(structure[i]), 4),
+        rows.append({"structure": round(float(structure_score[i]), 4),
                      "notes_not_in_key": round(m["notes_not_in_key"], 4),
                      "leaps_resolved": round(m["leaps_resolved"], 4)})
     return rows
@@ -308,7 +308,7 @@ def main(args: argparse.Namespace) -> int:
     corpus = None if str(args.corpus).lower() == "none" else args.corpus
     if corpus is not None:
         try:
-            theory.corpus_index(corpus)
+            originality.corpus_index(corpus)
         except (ImportError, OSError, ValueError) as exc:
             warnings.warn(f"novelty skipped: cannot load corpus {corpus!r}: {exc}", stacklevel=1)
             corpus = None

@@ -1,9 +1,9 @@
-"""Music-theory rules: per-step rewards and per-melody metrics.
+"""Music-theory rules: per-step rewards and the RL Tuner per-melody metrics.
 
 Reads in this order: keys and modes -> the rule context -> the batched melody view ->
 the rules of Magenta's RL Tuner (Jaques et al. 2017) -> phrase-structure rules ->
 the registry and ``RewardConfig`` -> the batched reward (``step_rewards``) -> the
-per-melody metrics (``music_theory_metrics``, ``structure_scores``).
+per-melody metrics (``music_theory_metrics``) -> names kept importable from here.
 
 Every rule is written in pitches and intervals, decoded with the ``Vocabulary``;
 token numbers appear only through ``Vocabulary.REST`` / ``Vocabulary.HOLD``. A rule is
@@ -14,6 +14,11 @@ next_token, ctx)`` is the one-melody form. The formulas are in docs/theory.md.
 Sign convention: a rule returns a value in its natural unit (penalties <= 0, rewards
 >= 0); ``RewardConfig`` weights are non-negative multipliers, so a weight can switch
 a rule off or scale it but never turn a penalty into a reward.
+
+Elsewhere, and still importable from here: phrase-structure scoring
+(``structure_scores``, ``structure_terms``, ...) in ``rlmusic.structure``; novelty,
+copying and diversity (``NgramIndex``, ``originality_scores``, ``batch_diversity``,
+...) in ``rlmusic.originality``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,20 @@ from typing import Any
 
 import numpy as np
 
+from rlmusic.originality import (  # noqa: F401  (moved there; re-exported, see __all__)
+    INTERVAL_CLIP,
+    MAX_NGRAM,
+    NgramIndex,
+    batch_diversity,
+    corpus_index,
+    interval_ngrams,
+    note_pitches,
+    originality_scores,
+)
 from rlmusic.representation import DEFAULT_VOCAB, Vocabulary
 
 # --------------------------------------------------------------------------- keys and modes
+
 
 # Scale of each mode as semitones above the tonic (data, not code).
 MODES: dict[str, tuple[int, ...]] = {
@@ -372,100 +388,16 @@ def rule_autocorrelation(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
     return -np.where(r > ctx.autocorrelation_threshold, r, 0.0).sum(axis=1)
 
 
-# --------------------------------------------------------------------------- phrase structure
-
-
-def _bars(seq: np.ndarray, pitch: np.ndarray, sounding: np.ndarray, spb: int):
-    """Per bar: rhythm class (0 rest, 1 sounding hold, 2 onset) and pitch relative to the
-    bar's first note (-999 off onsets). Shapes (B, nbars, spb)."""
-    nb = seq.shape[1] // spb
-    T = nb * spb
-    cls = np.where(pitch[:, :T] >= 0, 2, np.where(sounding[:, :T], 1, 0)).reshape(-1, nb, spb)
-    p = pitch[:, :T].reshape(-1, nb, spb)
-    on = p >= 0
-    first_idx = np.argmax(on, axis=2)
-    first = np.take_along_axis(p, first_idx[..., None], axis=2)
-    rel = np.where(on, p - first, -999)
-    return cls, rel, on
-
-
-def bar_similarity_matrix(seq: np.ndarray, pitch: np.ndarray, sounding: np.ndarray, spb: int):
-    """(B, nbars, nbars) similarity of every pair of bars in [0, 1]:
-    0.25 * rhythm (share of steps with the same class: onset/hold/rest) + 0.75 * melody
-    (onsets at the same step with the same pitch, or the same pitch relative to each bar's
-    first note, whichever matches more, over the larger number of onsets); 0 when either
-    bar has no note."""
-    cls, rel, on = _bars(seq, pitch, sounding, spb)
-    p = pitch[:, : cls.shape[1] * spb].reshape(cls.shape)
-    rhythm = (cls[:, :, None, :] == cls[:, None, :, :]).mean(axis=3)
-    both_on = on[:, :, None, :] & on[:, None, :, :]
-    same_rel = (both_on & (rel[:, :, None, :] == rel[:, None, :, :])).sum(axis=3)
-    same_abs = (both_on & (p[:, :, None, :] == p[:, None, :, :])).sum(axis=3)
-    n_on = on.sum(axis=2)
-    denom = np.maximum(n_on[:, :, None], n_on[:, None, :])
-    melody = np.maximum(same_rel, same_abs) / np.maximum(denom, 1)
-    sim = 0.25 * rhythm + 0.75 * melody
-    return np.where((n_on[:, :, None] > 0) & (n_on[:, None, :] > 0), sim, 0.0)
-
-
-def cadence_scores(b: MelodyBatch, ctx: RuleContext, end: int) -> np.ndarray:
-    """(B,) cadence of a phrase ending at step ``end`` (exclusive): the last note starting in
-    the phrase's last half bar is on a stable degree (tonic, mediant, dominant: +0.5) and
-    lasts (holds plus following rests, up to ``end``) at least a quarter note (+0.5)."""
-    half = ctx.steps_per_bar // 2
-    lo = max(0, end - half)
-    on = b.onset[:, lo:end]
-    if on.shape[1] == 0:
-        return np.zeros(b.B)
-    last = _last_true(on)
-    has = last >= 0
-    step = lo + np.clip(last, 0, None)
-    p = b.pitch[np.arange(b.B), step]
-    stable = ctx.triad_mask[p % 12] & has
-    idx = np.arange(on.shape[1])[None, :]
-    after = on & (idx > last[:, None])
-    nxt_step = np.where(after.any(axis=1), lo + np.argmax(after, axis=1), end)
-    long = (nxt_step - step) >= 4
-    return 0.5 * stable + 0.5 * (long & has)
-
-
-def structure_terms_batch(b: MelodyBatch, ctx: RuleContext) -> dict[str, np.ndarray]:
-    """Per-melody phrase-structure components, each (B,) in [0, 1] (see docs/theory.md):
-    ``bar_repetition`` (mean best match of each bar against an earlier bar),
-    ``cadence`` (mean cadence score at phrase ends), ``rhythm_consistency`` (mean rhythm
-    agreement of neighbouring bars in a phrase), ``bar_variety`` (penalises loops of one bar),
-    and ``structure`` = bar_variety * (0.5 bar_repetition + 0.3 cadence + 0.2 rhythm)."""
-    spb = ctx.steps_per_bar
-    nb = b.L // spb
-    zeros = np.zeros(b.B)
-    if nb < 2:
-        return {k: zeros for k in ("bar_repetition", "cadence", "rhythm_consistency",
-                                   "bar_variety", "structure")}
-    sim = bar_similarity_matrix(b.seq, b.pitch, b.sounding, spb)
-    tri = np.tril(np.ones((nb, nb), dtype=bool), k=-1)  # a < b
-    best = np.where(tri[None], sim, 0.0).max(axis=2)[:, 1:]  # (B, nb-1)
-    repetition = best.mean(axis=1)
-    pb = min(ctx.phrase_bars_for(b.L), nb)
-    ends = [e * spb for e in range(pb, nb + 1, pb)]
-    cadence = np.mean([cadence_scores(b, ctx, e) for e in ends], axis=0)
-    cls, _, on = _bars(b.seq, b.pitch, b.sounding, spb)
-    rhythm_pairs = (cls[:, 1:] == cls[:, :-1]).mean(axis=2)  # (B, nb-1) bar i vs i+1
-    has_notes = on.any(axis=2)
-    same_phrase = (np.arange(1, nb) % pb) != 0
-    rp = rhythm_pairs * (has_notes[:, 1:] & has_notes[:, :-1])
-    rhythm = rp[:, same_phrase].mean(axis=1) if same_phrase.any() else rp.mean(axis=1)
-    bars = b.seq[:, : nb * spb].reshape(b.B, nb, spb)
-    copies = (bars[:, :, None, :] == bars[:, None, :, :]).all(axis=3) & tri[None]
-    distinct = nb - copies.any(axis=2).sum(axis=1)
-    variety = np.minimum(1.0, 2.0 * distinct / nb)
-    structure = variety * (0.5 * repetition + 0.3 * cadence + 0.2 * rhythm)
-    return {"bar_repetition": repetition, "cadence": cadence, "rhythm_consistency": rhythm,
-            "bar_variety": variety, "structure": structure}
+# --------------------------------------------------------------------------- phrase-structure rules
+# The scoring lives in rlmusic/structure.py, which imports this module; these rules
+# import it when they first run, so either module can be imported first.
 
 
 def rule_bar_repetition(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
     """At the last step of each bar after the first: the bar's best similarity to an
     earlier bar (``bar_similarity_matrix``), in [0, 1]."""
+    from rlmusic.structure import bar_similarity_matrix
+
     spb = ctx.steps_per_bar
     if b.L % spb or b.L < 2 * spb:
         return np.zeros(b.B)
@@ -476,6 +408,8 @@ def rule_bar_repetition(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
 def rule_cadence(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
     """At the last step of each phrase (``phrase_bars`` bars; the melody length ``ctx.steps``
     picks the default): the phrase's cadence score (``cadence_scores``), in [0, 1]."""
+    from rlmusic.structure import cadence_scores
+
     span = ctx.steps_per_bar * ctx.phrase_bars_for(ctx.steps or b.L)
     if b.L % span:
         return np.zeros(b.B)
@@ -484,6 +418,8 @@ def rule_cadence(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
 
 def rule_structure(b: MelodyBatch, ctx: RuleContext) -> np.ndarray:
     """At the melody's last step (``ctx.steps``): its structure score in [0, 1]."""
+    from rlmusic.structure import structure_terms_batch
+
     if ctx.steps is None or b.L != ctx.steps:
         return np.zeros(b.B)
     return structure_terms_batch(b, ctx)["structure"]
@@ -720,28 +656,6 @@ def melody_step_terms(
 # --------------------------------------------------------------------------- per-melody metrics
 
 
-def structure_terms(
-    tokens: np.ndarray, ctx: RuleContext | None = None, *, vocab: Vocabulary | None = None
-) -> dict[str, np.ndarray]:
-    """Structure components of whole melodies (N, T) -> name -> (N,) in [0, 1] (see
-    ``structure_terms_batch``); ``"structure"`` is the combined score."""
-    ctx = ctx or RuleContext(vocab=vocab or DEFAULT_VOCAB)
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    return structure_terms_batch(MelodyBatch(tokens, ctx), ctx)
-
-
-def structure_scores(
-    tokens: np.ndarray, ctx: RuleContext | None = None, *, vocab: Vocabulary | None = None
-) -> np.ndarray:
-    """(N, T) melodies -> (N,) structure scores in [0, 1] (the end-of-melody reward)."""
-    return structure_terms(tokens, ctx, vocab=vocab)["structure"]
-
-
-def structure_score(tokens: Sequence[int], ctx: RuleContext | None = None) -> float:
-    """The structure score in [0, 1] of one melody."""
-    return float(structure_scores(np.asarray(tokens)[None, :], ctx)[0])
-
-
 def leap_counts(tokens: np.ndarray, ctx: RuleContext) -> tuple[np.ndarray, np.ndarray]:
     """(N,) leaps that could be resolved (not into the last note) and (N,) resolved ones."""
     b = MelodyBatch(np.atleast_2d(tokens), ctx)
@@ -796,194 +710,40 @@ def music_theory_metrics(tokens: np.ndarray, ctx: RuleContext | None = None) -> 
     return out
 
 
-# --------------------------------------------------------------------------- originality
-
-INTERVAL_CLIP = 64  # intervals are clipped to +-64 semitones before coding
-_BASE = 2 * INTERVAL_CLIP + 1  # one digit per interval: n-grams of up to 8 intervals fit int64
-MAX_NGRAM = 8
+# --------------------------------------------------------------------------- names kept importable from here
 
 
-def note_pitches(tokens: Sequence[int], vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray:
-    """(k,) MIDI pitches of the notes of one melody (rests and holds dropped)."""
-    p = vocab.pitches(np.asarray(tokens, dtype=np.int64))
-    return p[p >= 0]
+# rlmusic.structure imports this module, so its names are looked up on first use.
+_STRUCTURE_NAMES = ("bar_similarity_matrix", "cadence_scores", "structure_terms_batch",
+                    "structure_terms", "structure_scores", "structure_score")
 
 
-def interval_ngrams(pitches: np.ndarray, n: int) -> np.ndarray:
-    """Transposition-invariant codes of every run of ``n`` consecutive intervals (n + 1
-    notes) -> (max(0, k - n),) int64; equal codes <=> equal interval sequences."""
-    if not 1 <= n <= MAX_NGRAM:
-        raise ValueError(f"n-gram length must be in 1..{MAX_NGRAM} intervals, got {n}")
-    d = np.clip(np.diff(np.asarray(pitches, dtype=np.int64)), -INTERVAL_CLIP, INTERVAL_CLIP) + INTERVAL_CLIP
-    if len(d) < n:
-        return np.zeros(0, dtype=np.int64)
-    w = np.lib.stride_tricks.sliding_window_view(d, n)
-    return (w * (_BASE ** np.arange(n, dtype=np.int64))).sum(axis=1)
+def __getattr__(name: str) -> Any:
+    if name in _STRUCTURE_NAMES:
+        from rlmusic import structure
+
+        return getattr(structure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _concat(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_STRUCTURE_NAMES})
 
 
-@dataclass
-class NgramIndex:
-    """Interval n-grams of a corpus, built once: ``codes`` (sorted, unique) of ``n``-interval
-    n-grams for novelty, and every ``span_n``-interval n-gram with its (piece, position) for
-    the longest copied span."""
-
-    n: int  # intervals per novelty n-gram (n + 1 notes)
-    span_n: int  # intervals per n-gram that seeds a copied span
-    codes: np.ndarray  # (U,) int64 sorted unique
-    span_codes: np.ndarray  # (S,) int64 sorted
-    span_refs: np.ndarray  # (S,) int64: piece * 2**32 + note position, same order
-    n_pieces: int
-
-    @classmethod
-    def build(
-        cls,
-        sequences: Sequence[np.ndarray],
-        vocab: Vocabulary = DEFAULT_VOCAB,
-        n: int = 4,
-        span_n: int = 6,
-    ) -> NgramIndex:
-        """Index token sequences (e.g. ``Corpus.split("train")``)."""
-        if span_n < 1 or n < 1:
-            raise ValueError(f"n and span_n must be >= 1, got n={n}, span_n={span_n}")
-        grams, span, refs = [], [], []
-        for i, seq in enumerate(sequences):
-            p = note_pitches(seq, vocab)
-            grams.append(interval_ngrams(p, n))
-            s = interval_ngrams(p, span_n)
-            span.append(s)
-            refs.append(i * 2**32 + np.arange(len(s), dtype=np.int64))
-        span_codes, span_refs = _concat(span), _concat(refs)
-        order = np.lexsort((span_refs, span_codes))
-        return cls(n, span_n, np.unique(_concat(grams)), span_codes[order], span_refs[order], len(sequences))
-
-    def contains(self, codes: np.ndarray) -> np.ndarray:
-        """(k,) bool: each n-gram code occurs in the corpus."""
-        pos = np.searchsorted(self.codes, codes)
-        return (pos < len(self.codes)) & (self.codes[np.minimum(pos, len(self.codes) - 1)] == codes) \
-            if len(self.codes) else np.zeros(len(codes), dtype=bool)
-
-    def novelty(self, pitches: np.ndarray) -> float:
-        """Share of the melody's n-grams that are not in the corpus (nan without n-grams)."""
-        codes = interval_ngrams(pitches, self.n)
-        return float(1.0 - self.contains(codes).mean()) if len(codes) else math.nan
-
-    def longest_copied_span(self, pitches: np.ndarray) -> int:
-        """Most consecutive notes of the melody that also occur, in a row, in one corpus piece
-        (transposed or not); 0 when no run of ``span_n + 1`` notes is copied."""
-        codes = interval_ngrams(pitches, self.span_n)
-        best, prev_refs, prev_run = 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        for c in codes:
-            lo, hi = np.searchsorted(self.span_codes, [c, c + 1])
-            refs = self.span_refs[lo:hi]  # sorted (lexsort by code, then ref)
-            run = np.ones(len(refs), dtype=np.int64)
-            if len(prev_refs) and len(refs):
-                j = np.searchsorted(prev_refs, refs - 1)
-                hit = (j < len(prev_refs)) & (prev_refs[np.minimum(j, len(prev_refs) - 1)] == refs - 1)
-                run[hit] += prev_run[j[hit]]
-            if len(run):
-                best = max(best, int(run.max()))
-            prev_refs, prev_run = refs, run
-        return best + self.span_n if best else 0
-
-
-@dataclass(frozen=True)
-class _IndexKey:
-    sources: str
-    split: str | None
-    vocab: Vocabulary
-    n: int
-    span_n: int
-
-
-_INDEX_CACHE: dict[_IndexKey, NgramIndex] = {}
-
-
-def corpus_index(
-    sources: str = "irish",
-    split: str | None = "train",
-    vocab: Vocabulary = DEFAULT_VOCAB,
-    n: int = 4,
-    span_n: int = 6,
-) -> NgramIndex:
-    """The n-gram index of a corpus split (``rlmusic.corpus.load_corpus``), built once per
-    process and cached. ``split=None`` indexes every piece."""
-    key = _IndexKey(sources, split, vocab, n, span_n)
-    if key not in _INDEX_CACHE:
-        from rlmusic.corpus import load_corpus
-
-        corpus = load_corpus(sources, vocab=vocab, progress=False)
-        seqs = corpus.split(split) if split else [p.tokens for p in corpus.pieces]
-        _INDEX_CACHE[key] = NgramIndex.build(seqs, vocab, n, span_n)
-    return _INDEX_CACHE[key]
-
-
-def _as_index(corpus, vocab: Vocabulary, n: int, span_n: int) -> NgramIndex:
-    if corpus is None:
-        return corpus_index(vocab=vocab, n=n, span_n=span_n)
-    if isinstance(corpus, NgramIndex):
-        return corpus
-    key = (id(corpus), vocab, n, span_n)
-    hit = _OBJECT_INDEX_CACHE.get(key)
-    if hit is not None and hit[0] is corpus:  # the same sequences object: reuse its index
-        return hit[1]
-    seqs = [corpus] if isinstance(corpus, np.ndarray) and corpus.ndim == 1 and corpus.dtype != object else corpus
-    index = NgramIndex.build(list(seqs), vocab, n, span_n)
-    if len(_OBJECT_INDEX_CACHE) >= 8:
-        _OBJECT_INDEX_CACHE.pop(next(iter(_OBJECT_INDEX_CACHE)))
-    _OBJECT_INDEX_CACHE[key] = (corpus, index)  # keeps the object alive, so its id stays valid
-    return index
-
-
-_OBJECT_INDEX_CACHE: dict[tuple, tuple[Any, NgramIndex]] = {}
-
-
-def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> float:
-    """Distinct n-grams across all melodies over all n-grams (1.0 when there is none)."""
-    grams = [interval_ngrams(note_pitches(t, vocab), n) for t in np.atleast_2d(tokens)]
-    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
-    return float(len(np.unique(allg)) / len(allg)) if len(allg) else 1.0
-
-
-def originality_scores(
-    tokens: np.ndarray,
-    vocab: Vocabulary = DEFAULT_VOCAB,
-    corpus: NgramIndex | Sequence[np.ndarray] | None = None,
-    *,
-    n: int = 4,
-    span_n: int = 6,
-    max_copied_notes: int = 16,
-) -> dict[str, np.ndarray]:
-    """Per-melody originality of N melodies (N, T) -> name -> (N,):
-
-    - ``novelty``: share of the melody's ``n``-interval n-grams absent from the corpus
-      (0 for a melody with fewer than n + 1 notes);
-    - ``copied_notes``: longest run of notes copied from one corpus piece (0 below
-      ``span_n + 1``); ``copy_penalty`` = min(1, max(0, copied - max) / max);
-    - ``diversity``: share of the melody's n-grams found in no other melody of the batch
-      (a batch collapsed to one tune scores 0);
-    - ``originality`` = novelty * (1 - copy_penalty), in [0, 1].
-
-    ``corpus``: an ``NgramIndex`` (reuse it), token sequences (indexed here), or None for
-    the cached index of the shipped Irish corpus's train split.
-    """
-    if max_copied_notes < 1:
-        raise ValueError(f"max_copied_notes must be >= 1, got {max_copied_notes}")
-    index = _as_index(corpus, vocab, n, span_n)
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    pitches = [note_pitches(t, vocab) for t in tokens]
-    novelty = np.array([index.novelty(p) for p in pitches])
-    copied = np.array([index.longest_copied_span(p) for p in pitches], dtype=np.float64)
-    penalty = np.minimum(1.0, np.maximum(0.0, copied - max_copied_notes) / max_copied_notes)
-    grams = [np.unique(interval_ngrams(p, index.n)) for p in pitches]
-    owners = np.concatenate([np.full(len(g), i) for i, g in enumerate(grams)]) if grams else np.zeros(0)
-    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
-    uniq, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
-    only_mine = counts[inverse] == 1
-    diversity = np.array([only_mine[owners == i].mean() if len(g) else 0.0 for i, g in enumerate(grams)])
-    novelty = np.nan_to_num(novelty, nan=0.0)
-    return {"novelty": novelty, "copied_notes": copied, "copy_penalty": penalty,
-            "diversity": diversity, "originality": novelty * (1.0 - penalty)}
+__all__ = [
+    # keys and context
+    "MODES", "PITCH_CLASSES", "Key", "C_MAJOR", "A_MINOR", "RuleContext", "MelodyBatch",
+    # rules and their helpers
+    "rule_in_key", "rule_tonic_start", "repeat_run", "rule_non_repeating", "rule_motif",
+    "rule_repeated_motif", "interval_values", "rule_preferred_intervals", "leap_outcome",
+    "rule_leap_up_back", "unique_extremes", "rule_high_low_unique", "note_autocorrelation",
+    "rule_autocorrelation", "rule_bar_repetition", "rule_cadence", "rule_structure",
+    # registry, config, rewards, metrics
+    "Rule", "RULES", "RL_TUNER_RULES", "get_rule", "RewardConfig", "step_reward_terms",
+    "step_rewards", "melody_step_terms", "leap_counts", "music_theory_metrics",
+    # rlmusic.structure
+    *_STRUCTURE_NAMES,
+    # rlmusic.originality
+    "INTERVAL_CLIP", "MAX_NGRAM", "note_pitches", "interval_ngrams", "NgramIndex",
+    "corpus_index", "batch_diversity", "originality_scores",
+]

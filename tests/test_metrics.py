@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlmusic import metrics, theory
+from rlmusic import metrics, originality, structure
 from rlmusic.cli import main as cli
 from rlmusic.model import MelodyLSTM, ModelConfig, save_model
 from rlmusic.representation import DEFAULT_VOCAB as V
@@ -38,22 +38,22 @@ SHARES = ("notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic",
 
 
 def test_interval_ngrams_are_transposition_invariant():
-    a = theory.interval_ngrams(np.array([60, 62, 64, 65, 67, 60]), 4)
-    b = theory.interval_ngrams(np.array([50, 52, 54, 55, 57, 50]), 4)
+    a = originality.interval_ngrams(np.array([60, 62, 64, 65, 67, 60]), 4)
+    b = originality.interval_ngrams(np.array([50, 52, 54, 55, 57, 50]), 4)
     assert len(a) == 2 and np.array_equal(a, b)
     assert a[0] != a[1]
-    assert len(theory.interval_ngrams(np.array([60, 62, 64]), 4)) == 0
+    assert len(originality.interval_ngrams(np.array([60, 62, 64]), 4)) == 0
     with pytest.raises(ValueError, match="9"):
-        theory.interval_ngrams(np.arange(20), 9)
+        originality.interval_ngrams(np.arange(20), 9)
 
 
 def test_novelty_and_copied_span_by_hand():
     piece = mel(60, "-", 62, 64, "r", 65, 67, 69, 71, 72, 71, 69, 67)  # 11 notes
-    index = theory.NgramIndex.build([piece], V, n=4, span_n=6)
+    index = originality.NgramIndex.build([piece], V, n=4, span_n=6)
     # the same notes a fifth up, another rhythm: nothing novel, all 11 notes copied
     up = mel(67, 69, 71, "-", 72, 74, 76, 78, 79, "r", 78, 76, 74)
-    assert index.novelty(theory.note_pitches(up)) == 0.0
-    assert index.longest_copied_span(theory.note_pitches(up)) == 11
+    assert index.novelty(originality.note_pitches(up)) == 0.0
+    assert index.longest_copied_span(originality.note_pitches(up)) == 11
     # first 8 notes copied, then a new turn: 4-grams 0..3 known, 4..7 not
     mixed = np.array([60, 62, 64, 65, 67, 69, 71, 72, 60, 61, 59, 58])
     assert index.longest_copied_span(mixed) == 8
@@ -66,8 +66,8 @@ def test_novelty_and_copied_span_by_hand():
 def test_copied_span_stays_within_one_piece():
     a = mel(60, 62, 64, 65, 67, 69, 71, 72)
     b = mel(72, 74, 76, 77, 79, 81, 83, 84)  # continues a's scale but is another piece
-    index = theory.NgramIndex.build([a, b], V, n=4, span_n=4)
-    both = np.concatenate([theory.note_pitches(a), theory.note_pitches(b)[1:]])
+    index = originality.NgramIndex.build([a, b], V, n=4, span_n=4)
+    both = np.concatenate([originality.note_pitches(a), originality.note_pitches(b)[1:]])
     # a 15-note scale matches n-grams of both pieces, but one piece holds 8 notes at most
     span = index.longest_copied_span(both)
     assert span == 8
@@ -78,16 +78,16 @@ def test_originality_scores_and_collapse():
     tune = np.concatenate([corpus[0], np.full(1, R)])
     other = mel(60, 67, 61, 70, 59, 75, 58, 49, 80, 52, 66, 63, 77, 55, 68, 71)
     same = np.stack([tune, tune, tune])
-    s = theory.originality_scores(same, V, corpus, max_copied_notes=8)
+    s = originality.originality_scores(same, V, corpus, max_copied_notes=8)
     assert np.all(s["novelty"] == 0) and np.all(s["diversity"] == 0)
     assert np.all(s["copied_notes"] == 15)
     assert s["copy_penalty"] == pytest.approx(np.full(3, 7 / 8))
-    mixed = theory.originality_scores(np.stack([tune, other]), V, corpus, max_copied_notes=8)
+    mixed = originality.originality_scores(np.stack([tune, other]), V, corpus, max_copied_notes=8)
     assert mixed["novelty"][1] == 1.0 and mixed["diversity"][1] == 1.0
     assert mixed["originality"][1] == 1.0 and mixed["copied_notes"][1] == 0
-    assert theory.batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
+    assert originality.batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
     with pytest.raises(ValueError, match="max_copied_notes"):
-        theory.originality_scores(same, V, corpus, max_copied_notes=0)
+        originality.originality_scores(same, V, corpus, max_copied_notes=0)
 
 
 # --------------------------------------------------------------------------- evaluate_tokens
@@ -188,15 +188,15 @@ def test_real_tunes_vs_shuffled_and_random():
     rng = np.random.default_rng(0)
     shuffled = np.stack([rng.permutation(r) for r in real])
     random = rng.integers(0, V.size, real.shape)
-    s_real, s_shuf, s_rand = (theory.structure_scores(x).mean() for x in (real, shuffled, random))
+    s_real, s_shuf, s_rand = (structure.structure_scores(x).mean() for x in (real, shuffled, random))
     assert s_real > s_shuf + 0.1 and s_real > s_rand + 0.08
 
     train = corpus.split("train")
-    index = theory.NgramIndex.build(train, corpus.vocab)
+    index = originality.NgramIndex.build(train, corpus.vocab)
     copies = np.stack([s[:T] for s in train[:80] if len(s) >= T])
-    o_real = theory.originality_scores(real, corpus.vocab, index)
-    o_copy = theory.originality_scores(copies, corpus.vocab, index)
-    o_rand = theory.originality_scores(random, corpus.vocab, index)
+    o_real = originality.originality_scores(real, corpus.vocab, index)
+    o_copy = originality.originality_scores(copies, corpus.vocab, index)
+    o_rand = originality.originality_scores(random, corpus.vocab, index)
     # memorised tunes: nothing novel, long copied runs; held-out tunes: short copied runs
     assert o_copy["novelty"].max() == 0.0
     assert np.median(o_copy["copied_notes"]) > 2 * np.median(o_real["copied_notes"])
@@ -204,4 +204,4 @@ def test_real_tunes_vs_shuffled_and_random():
     # random tokens are "novel" but share nothing with the corpus: novelty alone is no goal
     assert o_rand["novelty"].mean() > 0.9 > o_real["novelty"].mean() + 0.5
     # a batch collapsed to one tune is seen at once
-    assert theory.batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < theory.batch_diversity(real)
+    assert originality.batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < originality.batch_diversity(real)

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from rlmusic import structure as st
 from rlmusic import theory as th
 from rlmusic.representation import DEFAULT_VOCAB as V
 from rlmusic.representation import Vocabulary
@@ -235,7 +236,7 @@ def test_all_rests_melody_scores_nothing():
     m = th.music_theory_metrics(rests)
     assert m["notes_not_in_key"] == 0 and m["starts_with_tonic"] == 0
     assert m["unique_max_note"] == 0 and m["leaps_resolved"] == 1.0
-    assert th.structure_score(rests[0]) == 0.0
+    assert st.structure_score(rests[0]) == 0.0
 
 
 # --------------------------------------------------------------------------- structure
@@ -248,7 +249,7 @@ BAR_END = mel(E4, "-", D4, "-", B4 - 12, "-", D4, "-", C4, "-", "-", "-", "-", "
 def test_bar_similarity():
     x = np.array([BAR_A + BAR_A + [t + 2 if t >= 2 else t for t in BAR_A] + BAR_B])
     b = th.MelodyBatch(x, CTX)
-    sim = th.bar_similarity_matrix(b.seq, b.pitch, b.sounding, 16)[0]
+    sim = st.bar_similarity_matrix(b.seq, b.pitch, b.sounding, 16)[0]
     assert sim[1, 0] == 1.0  # exact repeat
     assert sim[2, 0] == 1.0  # transposed repeat (relative pitch)
     assert sim[3, 0] < 0.5  # another bar
@@ -261,10 +262,10 @@ def test_cadence():
     good = np.array([BAR_A + BAR_END])  # ends on C held 12 steps
     bad = np.array([BAR_A + BAR_A[:-2] + mel(Fs4, "r")])
     b_good, b_bad = th.MelodyBatch(good, CTX), th.MelodyBatch(bad, CTX)
-    assert th.cadence_scores(b_good, CTX, 32)[0] == 1.0
-    assert th.cadence_scores(b_bad, CTX, 32)[0] == 0.0  # F# for 1 step (+ 1 rest)
+    assert st.cadence_scores(b_good, CTX, 32)[0] == 1.0
+    assert st.cadence_scores(b_bad, CTX, 32)[0] == 0.0  # F# for 1 step (+ 1 rest)
     short_tonic = np.array([BAR_A[:-2] + mel(C4, "-")])
-    assert th.cadence_scores(th.MelodyBatch(short_tonic, CTX), CTX, 16)[0] == 0.5
+    assert st.cadence_scores(th.MelodyBatch(short_tonic, CTX), CTX, 16)[0] == 0.5
     # the rule fires at phrase ends: 2 bars for melodies up to 64 steps
     assert step("cadence", good[0], th.RuleContext(steps=64)) == 1.0
     assert step("cadence", BAR_A, th.RuleContext(steps=64)) == 0.0
@@ -275,10 +276,10 @@ def test_structure_prefers_form_over_loops_and_noise():
     loop = np.array(BAR_A * 4)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, V.size, 64)
-    s_aaba, s_loop, s_noise = (th.structure_score(x) for x in (aaba, loop, noise))
+    s_aaba, s_loop, s_noise = (st.structure_score(x) for x in (aaba, loop, noise))
     assert s_aaba > 0.6
     assert s_loop < s_aaba  # one bar four times: bar_variety halves it
-    assert th.structure_terms(loop)["bar_variety"][0] == 0.5
+    assert st.structure_terms(loop)["bar_variety"][0] == 0.5
     assert s_noise < s_aaba - 0.2
     assert 0.0 <= s_noise <= 1.0
     ctx = th.RuleContext(steps=64)
@@ -370,3 +371,24 @@ def test_batched_first_step_and_shape_errors():
         th.step_rewards(np.zeros((2, 4), dtype=np.int64), np.array([2, 3, 4]))
     with pytest.raises(ValueError, match="outside the vocabulary"):
         th.step_rewards(np.zeros((1, 4), dtype=np.int64), np.array([V.size]))
+
+
+def test_names_that_moved_are_still_importable_from_theory():
+    """envs/, tune.py, reward_model.py and others import these from rlmusic.theory."""
+    import subprocess
+    import sys
+
+    from rlmusic import originality
+
+    for name in th.__all__:
+        assert getattr(th, name) is not None, name
+    assert th.structure_scores is st.structure_scores and th.cadence_scores is st.cadence_scores
+    assert th.NgramIndex is originality.NgramIndex and th.originality_scores is originality.originality_scores
+    with pytest.raises(AttributeError):
+        th.no_such_name  # noqa: B018
+    for first in ("structure", "originality", "theory"):  # any import order works
+        code = (f"import rlmusic.{first}\n"
+                "import numpy as np\n"
+                "from rlmusic.theory import RULES, RuleContext, originality_scores, structure_scores\n"
+                "RULES['structure'].step(np.full(31, 2), 3, RuleContext(steps=32))\n")
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
