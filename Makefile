@@ -14,11 +14,11 @@ run: setup
 	@scripts/run.sh
 
 test: setup
-	$(BIN)/ruff check rlmusic envs db app tests benchmarks
+	$(BIN)/ruff check rlmusic envs db app tests benchmarks scripts alembic
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check rlmusic envs db app tests benchmarks
+	$(BIN)/ruff check rlmusic envs db app tests benchmarks scripts alembic
 
 clean:
 	rm -rf $(VENV) .rlmusic .pytest_cache

@@ -5,9 +5,8 @@ melody.mid: the first tune of O'Neill's 1850 collection that lies on the 16th gr
 chords.mid: the first phrase of Bach chorale BWV 269 chordified into one track (polyphonic).
 """
 
-from pathlib import Path
-
 import copy
+from pathlib import Path
 
 from music21 import corpus, stream, tempo
 
