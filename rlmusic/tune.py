@@ -93,6 +93,7 @@ class TuneConfig:
     novelty_weight: float = 0.0  # end-of-melody originality vs the shipped corpus (novelty x copy penalty)
     diversity_weight: float = 0.0  # end-of-melody diversity within the batch
     human_weight: float = 1.0  # reward model score at the end (only with --reward-model)
+    guard: dict[str, Any] = field(default_factory=dict)  # rlmusic.reward_model.GuardConfig: score normalisation, over-optimisation guard
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0 = only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
@@ -106,8 +107,9 @@ class TuneConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown tune config keys {unknown}; valid: {sorted(known)}")
-        if "theory" in data and not isinstance(data["theory"], dict):
-            raise ValueError(f"tune config key 'theory' must be a table of rule weights, got {data['theory']!r}")
+        for table in ("theory", "guard"):
+            if table in data and not isinstance(data[table], dict):
+                raise ValueError(f"tune config key {table!r} must be a table, got {data[table]!r}")
         return cls(**data)
 
     @classmethod
@@ -186,16 +188,14 @@ def build_rewards(config: TuneConfig, vocab: Vocabulary):
     return theory, final
 
 
-def load_reward_model(directory: str | Path, device):
-    """The reward model of issue 7 (an object with ``score(tokens (B, T)) -> (B,)``)."""
-    try:
-        from rlmusic import reward_model
-    except ImportError as exc:
-        raise ValueError(f"--reward-model needs rlmusic.reward_model, which is not available: {exc}") from exc
-    loader = getattr(reward_model, "load_reward_model", None)
-    if loader is None:
-        raise ValueError("rlmusic.reward_model has no load_reward_model(directory, device)")
-    return loader(directory, device=device)
+def load_reward_model(directory: str | Path, device, guard: dict[str, Any] | None = None):
+    """The reward model of ``rlmusic reward fit`` behind its guard (running normalisation of
+    the score, over-optimisation guard): an object with ``score(tokens (B, T)) -> (B,)``
+    and ``tune_callbacks(run)``."""
+    from rlmusic import reward_model
+
+    model = reward_model.load_reward_model(directory, device=device)
+    return reward_model.GuardedRewardModel(model, reward_model.GuardConfig.from_dict(guard))
 
 
 # --------------------------------------------------------------------------- KL control
@@ -463,8 +463,13 @@ class TuneRun:
                 f"steps={config.steps} exceeds the prior's max_steps={self.prior.config.max_steps} "
                 f"(it never saw melodies that long); pass --force to tune anyway"
             )
+        if config.guard:
+            from rlmusic.reward_model import GuardConfig
+
+            GuardConfig.from_dict(config.guard)  # unknown keys raise here, with or without a reward model
         self.reward_model = (
-            load_reward_model(self.reward_model_dir, self.device) if self.reward_model_dir is not None else None
+            load_reward_model(self.reward_model_dir, self.device, config.guard)
+            if self.reward_model_dir is not None else None
         )
         self.theory_reward, self.final_reward = build_rewards(config, self.prior.vocab)
 
@@ -569,9 +574,12 @@ class TuneRun:
         KLControl, RunBookkeeping = _make_callbacks()
         self.kl_callback = KLControl(self.env, KLController(c.target_kl_per_note, c.kl_horizon))
         book = RunBookkeeping(self, c.total_timesteps, progress, stop_after_checkpoints)
+        callbacks = [self.kl_callback, book]
+        if hasattr(self.reward_model, "tune_callbacks"):  # the reward model's over-optimisation guard
+            callbacks += self.reward_model.tune_callbacks(self)
         remaining = c.total_timesteps - self.model.num_timesteps
         if remaining > 0:
-            self.model.learn(remaining, callback=[self.kl_callback, book], reset_num_timesteps=found is None)
+            self.model.learn(remaining, callback=callbacks, reset_num_timesteps=found is None)
         if book.stopped:
             return None
         final = self.evaluate(self.model.num_timesteps)

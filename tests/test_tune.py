@@ -219,3 +219,21 @@ def test_config_loads_toml_and_json(tmp_path, smoke_config):
     assert config.total_timesteps == 100_032  # 100_000 rounded up to whole rollouts of 16*4 steps
     with pytest.raises(FileNotFoundError):
         TuneConfig.from_file(tmp_path / "missing.toml")
+
+
+def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, tmp_path):
+    from rlmusic.reward_model import RewardConfig, fit_reward_model
+
+    prior = load_model(prior_dir)
+    tokens = prior.sample(40, 16, generator=torch.Generator().manual_seed(3)).numpy()
+    rows = [{"rating_id": i + 1, "clip_id": i + 1, "rater": f"r{i % 2}", "stars": 1 + int(t[0]) % 5,
+             "tokens": t.tolist()} for i, t in enumerate(tokens)]
+    rm_dir = fit_reward_model(rows, [], prior_dir, RewardConfig(ensemble=2, epochs=20, min_ratings=10),
+                              evaluate=False).save(tmp_path / "rm")
+    out = tmp_path / "tuned"
+    assert run_cli("--prior", prior_dir, "--out", out, "--config", smoke_config, "--timesteps", 64,
+                   "--reward-model", rm_dir) == 0
+    assert load_provenance(out).reward_model == str(rm_dir)
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "reward/human" in header and "guard/kl_per_note" in header
+    assert (out / "guard.json").is_file()
