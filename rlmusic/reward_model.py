@@ -63,6 +63,7 @@ METRICS_FILE = "metrics.json"
 FORMAT_VERSION = 1
 SPLITS = ("rater", "clip")
 TIES = ("half", "skip")
+FEATURE_SETS = ("prior+stats", "prior", "stats")
 
 
 # --------------------------------------------------------------------------- config
@@ -81,7 +82,7 @@ class RewardConfig:
     pair_weight: float = 1.0  # weight of the Bradley-Terry term in the loss
     ties: str = "half"  # "half": a tie is half a win for each clip; "skip": ties are dropped
     bootstrap: bool = True  # each head sees its own bootstrap resample (False: all rows, seeds differ)
-    melody_stats: bool = True  # append cheap melody statistics (contour, intervals) to the LSTM features
+    features: str = "prior+stats"  # "prior+stats", "prior" (frozen LSTM only) or "stats" (melody statistics only)
     split: str = "rater"  # held-out evaluation: "rater"-disjoint or "clip"-disjoint
     holdout: float = 0.25  # share of raters (or clips) held out for the metrics
     min_ratings: int = 20  # refuse to fit on fewer judgements (star ratings + comparisons)
@@ -109,6 +110,8 @@ class RewardConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.ties not in TIES:
             raise ValueError(f"ties must be one of {list(TIES)}, got {self.ties!r}")
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {list(FEATURE_SETS)}, got {self.features!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
         if not 0 < self.holdout < 1:
@@ -208,18 +211,23 @@ def prior_features(prior: MelodyLSTM, tokens: np.ndarray, batch_size: int = 256)
     return torch.cat(out).numpy()
 
 
-def melody_features(prior: MelodyLSTM, tokens: np.ndarray, melody_stats: bool = True) -> np.ndarray:
+def melody_features(prior: MelodyLSTM, tokens: np.ndarray, features: str = "prior+stats") -> np.ndarray:
     """Features of whole melodies: (N, T) -> (N, F) float32 (see ``feature_names``)."""
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    parts = [prior_features(prior, tokens)]
-    if melody_stats:
+    parts = []
+    if "prior" in features.split("+"):
+        parts.append(prior_features(prior, tokens))
+    if "stats" in features.split("+"):
         parts.append(melody_statistics(tokens, prior.vocab))
     return np.concatenate(parts, axis=1)
 
 
-def feature_names(hidden_size: int, melody_stats: bool = True) -> list[str]:
-    names = [f"h_mean_{i}" for i in range(hidden_size)] + [f"h_last_{i}" for i in range(hidden_size)]
-    return names + ["log_p_prior_per_note"] + (list(STAT_NAMES) if melody_stats else [])
+def feature_names(hidden_size: int, features: str = "prior+stats") -> list[str]:
+    names = []
+    if "prior" in features.split("+"):
+        names += [f"h_mean_{i}" for i in range(hidden_size)] + [f"h_last_{i}" for i in range(hidden_size)]
+        names += ["log_p_prior_per_note"]
+    return names + (list(STAT_NAMES) if "stats" in features.split("+") else [])
 
 
 # --------------------------------------------------------------------------- the ensemble head
@@ -474,8 +482,8 @@ def fit_reward_model(
     if not len(data.melodies):
         raise ValueError("no usable ratings (every comparison is a skipped tie)")
     steps_seen = sorted({len(m) for m in data.melodies})
-    feats = np.concatenate([melody_features(prior, np.array([m]), config.melody_stats) for m in data.melodies]) \
-        if len(steps_seen) > 1 else melody_features(prior, np.array(data.melodies), config.melody_stats)
+    feats = np.concatenate([melody_features(prior, np.array([m]), config.features) for m in data.melodies]) \
+        if len(steps_seen) > 1 else melody_features(prior, np.array(data.melodies), config.features)
     mean, std = feats.mean(0), feats.std(0)
     std = np.where(std > 1e-6, std, 1.0)
     x = torch.as_tensor((feats - mean) / std, dtype=torch.float32)  # (M, F)
@@ -503,8 +511,8 @@ def fit_reward_model(
         "reward_config": asdict(config),
         "features": {
             "prior_hidden_size": prior.config.hidden_size,
-            "melody_stats": config.melody_stats,
-            "names": feature_names(prior.config.hidden_size, config.melody_stats),
+            "set": config.features,
+            "names": feature_names(prior.config.hidden_size, config.features),
             "description": "top LSTM layer of the frozen prior over BOS+melody: mean and last hidden "
                            "state; mean log p_prior per note; melody statistics (STAT_NAMES)",
         },
@@ -576,7 +584,7 @@ class RewardModel:
     @torch.no_grad()
     def head_scores(self, tokens: np.ndarray) -> np.ndarray:
         """(B, T) -> (K, B) normalised scores of each head."""
-        feats = melody_features(self.prior, tokens, self.meta["features"]["melody_stats"])
+        feats = melody_features(self.prior, tokens, self.meta["features"]["set"])
         x = (torch.as_tensor(feats) - self.feature_mean) / self.feature_std
         return ((self.head(x) - self.mean) / self.std).numpy().astype(np.float64)
 
