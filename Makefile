@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 export RLMUSIC_HOME ?= $(CURDIR)/.rlmusic
+# One BLAS/OpenMP thread per test process: on a busy 2-core machine two spinning
+# threads made small LSTM steps 100x slower. Override for benchmarks.
+test: export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup run test lint clean
 

@@ -22,7 +22,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64, help="steps per clip")
     ap.add_argument("--one-by-one", type=int, default=32, help="clips timed in the one-by-one loop")
     ap.add_argument("--model", default=None, help="model directory (default: shipped prior)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     model_dir = args.model or default_prior_dir()
     try:
         model = load_model(model_dir)
@@ -36,7 +38,7 @@ def main() -> None:
     for i in range(args.one_by_one):
         model.sample(1, args.steps, generator=torch.Generator().manual_seed(i))
     single = args.one_by_one / (time.perf_counter() - t0)
-    print(f"model 2x{model.config.hidden_size} LSTM, {args.steps} steps per clip")
+    print(f"model 2x{model.config.hidden_size} LSTM, {args.steps} steps per clip, {args.threads} threads")
     print(f"batched ({args.n} clips in one batch) : {batched:10,.1f} clips/s")
     print(f"one by one ({args.one_by_one} clips)          : {single:10,.1f} clips/s")
     print(f"ratio batched/one-by-one            : {batched / single:.1f}x")

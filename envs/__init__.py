@@ -1,8 +1,8 @@
 """Gymnasium environments of rlmusic.
 
-``import envs`` registers ``rlmusic/Melody-v0`` (``MelodyEnv``); ``register_envs`` is also
-the ``gymnasium.envs`` entry point declared in pyproject (Gymnasium >= 1.0 no longer loads
-those by itself, so import ``envs`` — or ``gymnasium.make("envs:rlmusic/Melody-v0")``).
+``import envs`` registers ``rlmusic/Melody-v0`` (``MelodyEnv``). Gymnasium >= 1.0 no
+longer loads third-party ``gymnasium.envs`` entry points, so either import ``envs`` first
+or let Gymnasium import it: ``gymnasium.make("envs:rlmusic/Melody-v0")``.
 """
 
 from __future__ import annotations

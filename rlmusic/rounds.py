@@ -98,10 +98,7 @@ class FeedbackTuneRun(TuneRun):
         if self.init_model_dir is not None:
             prov["parent_model"] = str(self.init_model_dir)
             prov["extra"]["kl_reference"] = str(self.prior_dir)
-        if isinstance(self.reward_model, GuardedRewardModel):
-            data = self.reward_model.model.meta["data"]
-            prov["ratings"] = prov.get("ratings") or data["rating_ids"]
-            prov["extra"]["comparisons"] = data["comparison_ids"]
+        if isinstance(self.reward_model, GuardedRewardModel):  # ratings: TuneRun.save records them
             if self.guard_callback is not None:
                 report = self.guard_callback.report()
                 prov["extra"]["guard"] = {k: report[k] for k in ("triggered", "stopped", "events")}

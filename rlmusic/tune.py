@@ -590,16 +590,21 @@ class TuneRun:
         tuned = self.model.policy.to_melody_lstm()
         from rlmusic.runtime import command_line, git_commit, now_iso
 
+        fitted = getattr(self.reward_model, "model", self.reward_model)  # unwrap the guard
+        extra = {"tune_config": asdict(self.config), "timesteps": int(self.model.num_timesteps),
+                 "final_beta": float(self.env.beta)}
+        if fitted is not None and hasattr(fitted, "comparison_ids"):
+            extra["comparisons"] = list(fitted.comparison_ids)
         provenance = Provenance(
             kind="tuned",
             parent_model=str(self.prior_dir),
             reward_model=None if self.reward_model_dir is None else str(self.reward_model_dir),
+            ratings=list(fitted.rating_ids) if hasattr(fitted, "rating_ids") else None,
             git_commit=git_commit(),
             created=now_iso(),
             metrics={k: float(v) for k, v in final_eval.items() if isinstance(v, (int, float))},
             command=command_line(),
-            extra={"tune_config": asdict(self.config), "timesteps": int(self.model.num_timesteps),
-                   "final_beta": float(self.env.beta)},
+            extra=extra,
         )
         return save_model(tuned, self.out, provenance)
 

@@ -148,3 +148,14 @@ def test_beta_is_shared_and_validated(prior):
         vec.beta = -1.0
     with pytest.raises(ValueError, match="actions"):
         vec.step(np.array([0, prior.vocab.size]))
+
+
+def test_gymnasium_make_from_a_fresh_interpreter(prior_dir):
+    """After install, Gymnasium finds the env by itself through the module prefix."""
+    import subprocess
+    import sys
+
+    code = (f"import gymnasium; env = gymnasium.make('envs:rlmusic/Melody-v0', prior={str(prior_dir)!r}, "
+            "steps=3); obs, _ = env.reset(seed=0); print(env.unwrapped.spec.id, obs)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "rlmusic/Melody-v0"

@@ -233,7 +233,9 @@ def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, t
     out = tmp_path / "tuned"
     assert run_cli("--prior", prior_dir, "--out", out, "--config", smoke_config, "--timesteps", 64,
                    "--reward-model", rm_dir) == 0
-    assert load_provenance(out).reward_model == str(rm_dir)
+    prov = load_provenance(out)
+    assert prov.reward_model == str(rm_dir)
+    assert prov.ratings == list(range(1, 41)) and prov.extra["comparisons"] == []  # which ratings made it
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "reward/human" in header and "guard/kl_per_note" in header
     assert (out / "guard.json").is_file()
