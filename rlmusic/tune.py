@@ -21,16 +21,20 @@ Output folder ``OUT``: the tuned model (``config.json`` + ``model.safetensors``,
 wherever a prior is), ``tune_config.json`` (the run's config), ``metrics.csv`` (curves),
 ``eval.jsonl`` (periodic evaluation), ``tb/`` (TensorBoard), ``checkpoints/``
 (SB3 ``.zip`` + ``.json`` with beta; ``--resume`` continues from the last one).
+
+Where things live: ``rlmusic.tune_config`` holds ``TuneConfig`` (loading, checks);
+``rlmusic.tune_callbacks`` holds ``KLController``, the SB3 callbacks (KL control,
+progress/evaluation/checkpoints), the ``metrics.csv``/TensorBoard writer and
+``plot_curves``. This module keeps the rewards, evaluation, ``TuneRun``, ``tune()`` and
+the CLI, and re-exports the other two modules' names (``from rlmusic.tune import ...``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,128 +51,28 @@ from rlmusic.model import (
     save_model,
 )
 from rlmusic.representation import Vocabulary
+from rlmusic.tune_callbacks import (
+    KLController,
+    _curves_writer,
+    _CurvesWriter,
+    _make_callbacks,
+    plot_curves,
+    read_csv,
+    write_csv,
+)
+from rlmusic.tune_config import CONFIG_NAME, WEIGHT_FIELDS, TuneConfig
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+__all__ = [
+    # re-exported from rlmusic.tune_config
+    "CONFIG_NAME", "WEIGHT_FIELDS", "TuneConfig",
+    # re-exported from rlmusic.tune_callbacks
+    "KLController", "_make_callbacks", "_curves_writer", "_CurvesWriter", "write_csv", "read_csv", "plot_curves",
+    # defined here
+    "CHECKPOINTS", "build_rewards", "load_reward_model", "kl_per_note", "evaluate_model", "TuneRun", "tune",
+    "add_arguments", "config_from_args", "main",
+]
 
-CONFIG_NAME = "tune_config.json"
 CHECKPOINTS = "checkpoints"
-WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass
-class TuneConfig:
-    """Every option of a tuning run (TOML: top-level keys, rule weights under ``[theory]``)."""
-
-    # -- melodies
-    steps: int = 32  # T: 16th-note steps per melody = one episode (32 = 2 bars, RL Tuner's setting)
-    min_pitch: int = 48  # vocabulary the run expects; a prior with another one raises
-    max_pitch: int = 84
-    # -- PPO (sb3-contrib RecurrentPPO)
-    timesteps: int = 100_000  # total env steps (tokens), rounded up to whole rollouts
-    n_envs: int = 16  # melodies generated in parallel (one batched prior forward per step)
-    n_steps: int | None = None  # steps per env per rollout; a multiple of `steps`; None = whole melodies >= 128
-    batch_size: int = 512  # minibatch size (tokens) of the PPO update
-    n_epochs: int = 4  # passes over each rollout
-    learning_rate: float = 3e-5  # Adam step size (small: we start from a trained model)
-    gamma: float = 1.0  # discount; episodes are short and end, so 1.0 (undiscounted) works
-    gae_lambda: float = 0.95  # GAE trade-off between bias (0) and variance (1)
-    clip_range: float = 0.2  # PPO ratio clip
-    ent_coef: float = 0.0  # entropy bonus (the KL to the prior already keeps entropy up)
-    vf_coef: float = 0.5  # value loss weight
-    max_grad_norm: float = 0.5  # gradient clipping
-    # -- KL control
-    beta: float = 0.1  # weight of the per-token KL to the prior (initial value when adaptive)
-    target_kl_per_note: float | None = None  # nats/note the controller aims at; None = fixed beta
-    kl_horizon: int = 500  # controller horizon in melodies (Ziegler et al. use 10,000; our runs are short)
-    # -- rewards (weights >= 0)
-    theory_weight: float = 1.0  # per-step music-theory reward (rule weights in `theory`)
-    theory: dict[str, Any] = field(default_factory=dict)  # rlmusic.theory RewardConfig fields; {} = defaults
-    structure_weight: float = 0.0  # end-of-melody structure score
-    novelty_weight: float = 0.0  # end-of-melody originality vs the shipped corpus (novelty x copy penalty)
-    diversity_weight: float = 0.0  # end-of-melody diversity within the batch
-    human_weight: float = 1.0  # reward model score at the end (only with --reward-model)
-    guard: dict[str, Any] = field(default_factory=dict)  # rlmusic.reward_model.GuardConfig: score normalisation, over-optimisation guard
-    # -- bookkeeping
-    eval_every: int = 10_000  # env steps between evaluations (0 = only at start and end)
-    eval_melodies: int = 128  # melodies sampled per evaluation
-    eval_corpus: str = "irish"  # corpus whose n-grams define novelty in evaluations ("" = skip novelty)
-    checkpoint_every: int = 20_000  # env steps between checkpoints (0 = only at the end)
-    seed: int = 0  # seeds torch, numpy and SB3
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown tune config keys {unknown}; valid: {sorted(known)}")
-        for table in ("theory", "guard"):
-            if table in data and not isinstance(data[table], dict):
-                raise ValueError(f"tune config key {table!r} must be a table, got {data[table]!r}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TuneConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"tune config {path} not found")
-        if path.suffix == ".json":
-            return cls.from_dict(json.loads(path.read_text()))
-        try:
-            return cls.from_dict(tomllib.loads(path.read_text()))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
-
-    @property
-    def vocab(self) -> Vocabulary:
-        return Vocabulary(self.min_pitch, self.max_pitch)
-
-    @property
-    def rollout_steps(self) -> int:
-        """Steps per env per rollout (whole melodies)."""
-        if self.n_steps is not None:
-            return self.n_steps
-        return self.steps * max(1, math.ceil(128 / self.steps))
-
-    @property
-    def total_timesteps(self) -> int:
-        """``timesteps`` rounded up to whole rollouts (SB3 always finishes a rollout)."""
-        per = self.rollout_steps * self.n_envs
-        return per * max(1, math.ceil(self.timesteps / per))
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad value (called before anything trains)."""
-        self.vocab  # noqa: B018 - raises on a bad pitch range
-        positive = ("steps", "timesteps", "n_envs", "batch_size", "n_epochs", "eval_melodies", "kl_horizon")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.n_steps is not None and (self.n_steps < 1 or self.n_steps % self.steps):
-            raise ValueError(
-                f"n_steps must be a positive multiple of steps={self.steps} (whole melodies per rollout), got {self.n_steps}"
-            )
-        if self.batch_size > self.rollout_steps * self.n_envs:
-            raise ValueError(
-                f"batch_size={self.batch_size} exceeds the rollout size n_steps*n_envs={self.rollout_steps * self.n_envs}"
-            )
-        if self.learning_rate <= 0 or self.clip_range <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("learning_rate, clip_range and max_grad_norm must be > 0")
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
-        if self.target_kl_per_note is not None and self.target_kl_per_note <= 0:
-            raise ValueError(f"target_kl_per_note must be > 0 or unset, got {self.target_kl_per_note}")
-        if self.target_kl_per_note is not None and self.beta == 0:
-            raise ValueError("an adaptive beta (target_kl_per_note) needs beta > 0 to start from")
-        if self.gamma < 0.99:
-            warnings.warn(f"gamma={self.gamma} discounts the end-of-melody rewards strongly", stacklevel=2)
 
 
 # --------------------------------------------------------------------------- rewards
@@ -196,186 +100,6 @@ def load_reward_model(directory: str | Path, device, guard: dict[str, Any] | Non
 
     model = reward_model.load_reward_model(directory, device=device)
     return reward_model.GuardedRewardModel(model, reward_model.GuardConfig.from_dict(guard))
-
-
-# --------------------------------------------------------------------------- KL control
-
-
-class KLController:
-    """Fixed or adaptive beta (Ziegler et al. 2019; TRL's AdaptiveKLController)."""
-
-    def __init__(self, target: float | None, horizon: int):
-        self.target, self.horizon = target, horizon
-
-    def update(self, beta: float, kl: float, n_episodes: int) -> float:
-        if self.target is None:
-            return beta
-        error = float(np.clip(kl / self.target - 1.0, -0.2, 0.2))
-        return beta * (1.0 + error * n_episodes / self.horizon)
-
-
-def _make_callbacks():
-    """Callback classes (defined lazily: SB3 imports take a second)."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class KLControl(BaseCallback):
-        """Subtracts ``beta * log pi(a_t)`` from the rewards before they enter the
-        rollout buffer; logs the reward terms and the KL per note; updates beta."""
-
-        def __init__(self, env, controller: KLController):
-            super().__init__()
-            self.env, self.controller = env, controller
-            self.last: dict[str, float] = {}
-
-        def _on_rollout_start(self) -> None:
-            self._kl_sum, self._count, self._episodes = 0.0, 0, 0
-            self._terms: dict[str, float] = {}
-            self._penalty = 0.0
-
-        def _on_step(self) -> bool:
-            rewards = self.locals["rewards"]  # the array rollout_buffer.add() will store
-            log_pi = self.locals["log_probs"].detach().cpu().numpy().reshape(rewards.shape)
-            beta = self.env.beta
-            rewards -= (beta * log_pi).astype(rewards.dtype)  # in place
-            self._kl_sum += float(np.sum(log_pi - self.env.batch.last_log_prior))
-            self._penalty += float(np.sum(-beta * log_pi))
-            self._count += rewards.size
-            for name, value in self.env.batch.last_terms.items():
-                self._terms[name] = self._terms.get(name, 0.0) + float(np.sum(value))
-            if np.all(self.locals["dones"]):
-                self._episodes += rewards.size
-            return True
-
-        def _on_rollout_end(self) -> None:
-            if not self._count:
-                return
-            melodies = max(1, self._count / self.env.steps)
-            kl = self._kl_sum / self._count
-            beta = self.env.beta
-            rec = self.logger.record
-            for name, total in sorted(self._terms.items()):  # per melody
-                rec(f"reward/{'log_prior_term' if name == 'log_prior' else name}", total / melodies)
-            total = sum(self._terms.values()) + self._penalty
-            rec("reward/total", total / melodies)  # what PPO maximises, per melody
-            rec("reward/kl", kl)  # nats per note, sampled estimate of KL(pi || prior)
-            rec("reward/kl_penalty", -beta * kl * self.env.steps)  # per melody
-            rec("kl/beta", beta)
-            self.last = {"kl": kl, "beta": beta, **{k: v / melodies for k, v in self._terms.items()}}
-            self.env.beta = self.controller.update(beta, kl, self._episodes)
-
-    class RunBookkeeping(BaseCallback):
-        """Progress bar, periodic evaluation and checkpoints (after each PPO update)."""
-
-        def __init__(self, run: TuneRun, total: int, progress: bool, stop_after_checkpoints: int | None):
-            super().__init__()
-            self.run, self.total, self.progress = run, total, progress
-            self.stop_after = stop_after_checkpoints
-            self.saved = 0
-            self.stopped = False
-
-        def _on_training_start(self) -> None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", desc="tune",
-                            disable=not self.progress, dynamic_ncols=True)
-            self.next_eval = self._next(self.run.config.eval_every)
-            self.next_ckpt = self._next(self.run.config.checkpoint_every)
-            if self.num_timesteps == 0:  # the prior itself: the curves' first point
-                self.run.evaluate(0)
-                self.logger.dump(0)
-
-        def _next(self, every: int) -> float:
-            return math.inf if not every else (self.num_timesteps // every + 1) * every
-
-        def _on_rollout_start(self) -> None:  # the previous rollout has been trained on
-            n = self.num_timesteps
-            if n >= self.next_eval:
-                self.run.evaluate(n)
-                self.next_eval = self._next(self.run.config.eval_every)
-            if n >= self.next_ckpt and n < self.total:
-                self.run.checkpoint()
-                self.saved += 1
-                self.next_ckpt = self._next(self.run.config.checkpoint_every)
-                if self.stop_after is not None and self.saved >= self.stop_after:
-                    self.stopped = True
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.training_env.num_envs)
-            if kl := self.run.kl_callback.last:
-                self.bar.set_postfix(kl=f"{kl['kl']:.3f}", beta=f"{kl['beta']:.3g}", refresh=False)
-            return not self.stopped
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-
-    return KLControl, RunBookkeeping
-
-
-# --------------------------------------------------------------------------- logging
-
-
-def _curves_writer(out: Path, rows: list[dict[str, Any]]):
-    """SB3 KVWriter: renames ``train/*`` to ``losses/*``, feeds TensorBoard and keeps
-    the rows of ``metrics.csv``."""
-    from stable_baselines3.common.logger import KVWriter
-
-    class CurvesWriter(_CurvesWriter, KVWriter):
-        pass
-
-    return CurvesWriter(out, rows)
-
-
-class _CurvesWriter:
-    """Body of ``_curves_writer``'s class: renames ``train/*`` to ``losses/*``, feeds TensorBoard and keeps
-    the rows of ``metrics.csv``."""
-
-    RENAME = {"train/learning_rate": "charts/learning_rate", "train/clip_range": "charts/clip_range"}
-
-    def __init__(self, out: Path, rows: list[dict[str, Any]]):
-        from stable_baselines3.common.logger import TensorBoardOutputFormat
-
-        self.tb = TensorBoardOutputFormat(str(out / "tb"))
-        self.path = out / "metrics.csv"
-        self.rows = rows
-
-    def _name(self, key: str) -> str:
-        if key in self.RENAME:
-            return self.RENAME[key]
-        return "losses/" + key[len("train/"):] if key.startswith("train/") else key
-
-    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
-        renamed = {self._name(k): v for k, v in key_values.items()}
-        excluded = {self._name(k): v for k, v in key_excluded.items()}
-        self.tb.write(renamed, excluded, step)
-        row = {"timesteps": step}
-        for k, v in renamed.items():
-            if isinstance(v, (int, float, np.floating, np.integer)) and "csv" not in (excluded.get(k) or ()):
-                row[k] = float(v)
-        self.rows.append(row)
-        write_csv(self.path, self.rows)
-
-    def close(self) -> None:
-        self.tb.close()
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns = ["timesteps"] + sorted({k for r in rows for k in r} - {"timesteps"})
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
-def read_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-    for r in rows:
-        r["timesteps"] = int(r.get("timesteps", 0))
-    return rows
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -690,44 +414,3 @@ def main(args: argparse.Namespace) -> int:
     print(f"tune: wrote the tuned model to {out} (KL {result['kl_per_note']:.3f} nats/note)")
     return 0
 
-
-def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None) -> Path:
-    """PNG of a run's curves (``metrics.csv`` + ``eval.jsonl``): reward terms per melody,
-    KL per note (with the target), beta, and the evaluated theory figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    rows = [r for r in read_csv(run_dir / "metrics.csv") if "reward/kl" in r]
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line]
-    config = json.loads((run_dir / CONFIG_NAME).read_text())["config"]
-    x = [r["timesteps"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-    for key in sorted({k for r in rows for k in r if k.startswith("reward/")} - {"reward/kl", "reward/kl_penalty"}):
-        axes[0].plot(x, [r.get(key, np.nan) for r in rows], label=key.split("/")[1])
-    axes[0].set(title="reward per melody", xlabel="env steps")
-    axes[0].legend(fontsize=7)
-    axes[1].plot(x, [r["reward/kl"] for r in rows], label="rollouts (sampled)")
-    axes[1].plot([e["timesteps"] for e in evals], [e["kl_per_note"] for e in evals], "o-", label="eval (exact)")
-    if config.get("target_kl_per_note"):
-        axes[1].axhline(config["target_kl_per_note"], ls="--", c="grey", label="target")
-    axes[1].set(title="KL(pi || prior) per note [nats]", xlabel="env steps")
-    axes[1].legend(fontsize=7)
-    axes[2].plot(x, [r.get("kl/beta", np.nan) for r in rows])
-    axes[2].set(title="beta", xlabel="env steps")
-    for key in ("notes_not_in_key", "notes_excessively_repeated", "starts_with_tonic", "leaps_resolved",
-                "notes_in_motif", "structure"):
-        if evals and key in evals[0]:
-            axes[3].plot([e["timesteps"] for e in evals], [e[key] for e in evals], "o-", ms=3, label=key)
-    axes[3].set(title="evaluation", xlabel="env steps", ylim=(-0.02, 1.02))
-    axes[3].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
