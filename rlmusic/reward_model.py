@@ -1,10 +1,16 @@
 """A reward model over whole melodies, fitted on stored human judgements: ``rlmusic reward``.
 
-Reads in the order of the model: features (the frozen prior's LSTM run over the melody
-plus a few cheap melody statistics) -> an ensemble of K small heads -> one loss over
-star ratings and pairwise comparisons -> held-out evaluation -> the directory format ->
-``load_reward_model`` and the object the tuning env calls -> the over-optimisation guard
-(running normalisation and disagreement tracking) -> the CLI.
+This module holds the config, the fitting (data preparation, per-rater normalisation, one
+loss over star ratings and pairwise comparisons, the ensemble, held-out evaluation),
+active selection (``prioritise``) and the CLI. The other concepts have their own modules,
+whose public names are re-exported here (``__all__``), in the order of the model:
+
+- ``rlmusic.reward_features``: features (the frozen prior's LSTM run over the melody plus a
+  few cheap melody statistics);
+- ``rlmusic.reward_saved``: the ensemble of K small heads, the directory format,
+  ``RewardModel`` (``score``, ``score_with_uncertainty``, ``save``) and ``load_reward_model``;
+- ``rlmusic.reward_guard``: what the tuning env calls and the over-optimisation guard
+  (running normalisation and disagreement tracking).
 
 The data (plain rows; ``db.star_rows`` / ``db.pair_rows`` give them, DESIGN.md layers):
 
@@ -32,7 +38,7 @@ held-out part: ``pairwise_accuracy`` on held-out comparisons without ties (chanc
 different stars, and ``spearman`` between the score and the normalised stars. The saved
 model is then refitted on all rows.
 
-Directory: ``config.json`` (feature spec, prior directory + vocabulary + fingerprint,
+Directory (``rlmusic.reward_saved``): ``config.json`` (feature spec, prior directory + vocabulary + fingerprint,
 head config, score normalisation, the rating and comparison ids, metrics, git commit)
 and ``reward_model.safetensors`` (feature standardisation and the K heads' weights).
 """
@@ -40,7 +46,6 @@ and ``reward_model.safetensors`` (feature standardisation and the K heads' weigh
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import warnings
@@ -51,16 +56,53 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from rlmusic.model import MelodyLSTM, default_prior_dir, load_model, read_model_meta
-from rlmusic.representation import Vocabulary, VocabularyMismatchError
+from rlmusic.model import MelodyLSTM, default_prior_dir, load_model
+from rlmusic.reward_features import (
+    STAT_NAMES,
+    feature_names,
+    melody_features,
+    melody_statistics,
+    prior_features,
+    sounding_pitches,
+)
+from rlmusic.reward_guard import (
+    GuardConfig,
+    GuardedRewardModel,
+    OverOptimisationWarning,
+    RunningMeanStd,
+    guard_callback,
+)
+from rlmusic.reward_saved import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    EnsembleHead,
+    RewardModel,
+    _json_safe,  # noqa: F401  (rlmusic.rounds imports it from here)
+    load_reward_model,
+    prior_fingerprint,
+    read_reward_meta,
+)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "reward_model.safetensors"
-METRICS_FILE = "metrics.json"
-FORMAT_VERSION = 1
+__all__ = [
+    # this module: config, fitting, evaluation, active selection, CLI
+    "FEATURE_SETS", "SPLITS", "TIES", "RewardConfig", "normalise_stars", "check_enough",
+    "rankdata", "spearman", "fit_reward_model", "prioritise", "add_arguments",
+    "config_from_args", "format_metrics", "fit_from_db", "main",
+    # rlmusic.reward_features
+    "STAT_NAMES", "sounding_pitches", "melody_statistics", "prior_features", "melody_features",
+    "feature_names",
+    # rlmusic.reward_saved
+    "CONFIG_FILE", "WEIGHTS_FILE", "METRICS_FILE", "FORMAT_VERSION", "EnsembleHead",
+    "RewardModel", "prior_fingerprint", "read_reward_meta", "load_reward_model",
+    # rlmusic.reward_guard
+    "OverOptimisationWarning", "RunningMeanStd", "GuardConfig", "GuardedRewardModel",
+    "guard_callback",
+]
+
 SPLITS = ("rater", "clip")
 TIES = ("half", "skip")
 FEATURE_SETS = ("prior+stats", "prior", "stats")
@@ -116,146 +158,6 @@ class RewardConfig:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
         if not 0 < self.holdout < 1:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
-
-
-# --------------------------------------------------------------------------- features
-
-STAT_NAMES = (
-    "note_density",  # note onsets per step
-    "rest_share",  # steps of silence
-    "pitch_mean",  # mean sounding pitch, octaves from the vocabulary's centre
-    "pitch_std",  # octaves
-    "pitch_range",  # octaves
-    "peak_position",  # onset of the (first) highest note, as a share of the melody
-    "trough_position",  # onset of the (first) lowest note
-    "quarter1", "quarter2", "quarter3", "quarter4",  # mean pitch of each quarter minus the mean (octaves)
-    "interval_mean",  # mean |interval| between successive notes (octaves)
-    "interval_max",  # largest |interval| (octaves)
-    "leap_share",  # intervals larger than a major third
-    "repeat_share",  # intervals of 0
-    "last_minus_first",  # last note minus first note (octaves)
-)
-
-
-def sounding_pitches(tokens: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """(N, T) tokens -> (N, T) float pitch sounding at each step (NaN in silence)."""
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    pitch = vocab.pitches(tokens).astype(np.float64)  # -1 for REST/HOLD
-    out = np.full(tokens.shape, np.nan)
-    current = np.full(tokens.shape[0], np.nan)
-    for t in range(tokens.shape[1]):
-        tok = tokens[:, t]
-        current = np.where(tok == vocab.REST, np.nan, current)
-        current = np.where(pitch[:, t] >= 0, pitch[:, t], current)
-        out[:, t] = current
-    return out
-
-
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
-    count = np.sum(~np.isnan(x), axis=axis)
-    total = np.nansum(x, axis=axis)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def melody_statistics(tokens: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """Cheap per-melody statistics ``STAT_NAMES``: (N, T) -> (N, len(STAT_NAMES)) float32.
-
-    Melodies without notes get zeros for the pitch statistics."""
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    n, steps = tokens.shape
-    centre = (vocab.min_pitch + vocab.max_pitch) / 2
-    sounding = sounding_pitches(tokens, vocab)  # (N, T)
-    onset_pitch = vocab.pitches(tokens)  # (N, T), -1 off onsets
-    out = np.zeros((n, len(STAT_NAMES)), dtype=np.float64)
-    out[:, 0] = (onset_pitch >= 0).sum(axis=1) / steps
-    out[:, 1] = np.isnan(sounding).mean(axis=1)
-    mean = _nanmean(sounding, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out[:, 2] = (mean - centre) / 12
-        out[:, 3] = np.nanstd(sounding, axis=1) / 12
-        out[:, 4] = (np.nanmax(sounding, axis=1) - np.nanmin(sounding, axis=1)) / 12
-    for i in range(n):
-        on = np.flatnonzero(onset_pitch[i] >= 0)
-        if not len(on):
-            continue
-        p = onset_pitch[i, on].astype(np.float64)
-        out[i, 5] = on[int(np.argmax(p))] / max(1, steps - 1)
-        out[i, 6] = on[int(np.argmin(p))] / max(1, steps - 1)
-        if len(p) > 1:
-            iv = np.abs(np.diff(p))
-            out[i, 11], out[i, 12] = iv.mean() / 12, iv.max() / 12
-            out[i, 13], out[i, 14] = (iv > 4).mean(), (iv == 0).mean()
-        out[i, 15] = (p[-1] - p[0]) / 12
-    bounds = np.linspace(0, steps, 5).round().astype(int)
-    for q in range(4):
-        part = _nanmean(sounding[:, bounds[q] : max(bounds[q + 1], bounds[q] + 1)], 1)
-        out[:, 7 + q] = (part - mean) / 12
-    return np.nan_to_num(out, nan=0.0).astype(np.float32)
-
-
-@torch.no_grad()
-def prior_features(prior: MelodyLSTM, tokens: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The frozen prior run over BOS + the melody: (N, T) -> (N, 2H + 1) float32:
-    mean and last hidden state of the top LSTM layer and the mean log p_prior per note."""
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    prior.vocab.validate(tokens.reshape(-1))
-    out = []
-    for i in range(0, len(tokens), batch_size):
-        x = torch.as_tensor(tokens[i : i + batch_size], device=prior.device)  # (B, T)
-        bos = torch.full_like(x[:, :1], prior.vocab.BOS)
-        h, _ = prior.lstm(prior.embedding(torch.cat([bos, x], dim=1)))  # (B, T+1, H)
-        logp = torch.log_softmax(prior.head(h[:, :-1]).float(), -1)  # (B, T, V)
-        lp = logp.gather(-1, x[..., None])[..., 0].mean(1, keepdim=True)  # (B, 1)
-        out.append(torch.cat([h[:, 1:].mean(1), h[:, -1], lp], dim=1).float().cpu())
-    return torch.cat(out).numpy()
-
-
-def melody_features(prior: MelodyLSTM, tokens: np.ndarray, features: str = "prior+stats") -> np.ndarray:
-    """Features of whole melodies: (N, T) -> (N, F) float32 (see ``feature_names``)."""
-    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-    parts = []
-    if "prior" in features.split("+"):
-        parts.append(prior_features(prior, tokens))
-    if "stats" in features.split("+"):
-        parts.append(melody_statistics(tokens, prior.vocab))
-    return np.concatenate(parts, axis=1)
-
-
-def feature_names(hidden_size: int, features: str = "prior+stats") -> list[str]:
-    names = []
-    if "prior" in features.split("+"):
-        names += [f"h_mean_{i}" for i in range(hidden_size)] + [f"h_last_{i}" for i in range(hidden_size)]
-        names += ["log_p_prior_per_note"]
-    return names + (list(STAT_NAMES) if "stats" in features.split("+") else [])
-
-
-# --------------------------------------------------------------------------- the ensemble head
-
-
-class EnsembleHead(nn.Module):
-    """K independent heads evaluated in one batched op: features (N, F) -> scores (K, N).
-
-    ``hidden=0``: linear heads; else Linear(F, hidden) -> tanh -> Linear(hidden, 1)."""
-
-    def __init__(self, n_features: int, ensemble: int, hidden: int):
-        super().__init__()
-        self.n_features, self.ensemble, self.hidden = n_features, ensemble, hidden
-        width = hidden or 1
-        self.w1 = nn.Parameter(torch.randn(ensemble, n_features, width) / math.sqrt(n_features))  # (K, F, H)
-        self.b1 = nn.Parameter(torch.zeros(ensemble, 1, width))  # (K, 1, H)
-        if hidden:
-            self.w2 = nn.Parameter(torch.randn(ensemble, hidden, 1) / math.sqrt(hidden))  # (K, H, 1)
-            self.b2 = nn.Parameter(torch.zeros(ensemble, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.einsum("nf,kfh->knh", x, self.w1) + self.b1  # (K, N, H)
-        if not self.hidden:
-            return h[..., 0]  # (K, N)
-        return (torch.tanh(h) @ self.w2 + self.b2)[..., 0]  # (K, N)
-
-    def l2(self) -> torch.Tensor:
-        return (self.w1**2).sum() + ((self.w2**2).sum() if self.hidden else 0.0)
 
 
 # --------------------------------------------------------------------------- data preparation
@@ -537,312 +439,6 @@ def fit_reward_model(
     }
     tensors = {"feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std)}
     return RewardModel(prior, head, tensors["feature_mean"], tensors["feature_std"], meta)
-
-
-def prior_fingerprint(directory: str | Path) -> str | None:
-    """sha256 (first 16 hex digits) of a model directory's weights file."""
-    path = Path(directory) / "model.safetensors"
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- the reward model
-
-
-class RewardModel:
-    """A fitted reward model: ``score(tokens (B, T)) -> (B,)`` (the env's ``RewardModel``)."""
-
-    def __init__(self, prior: MelodyLSTM, head: EnsembleHead, feature_mean: torch.Tensor,
-                 feature_std: torch.Tensor, meta: dict[str, Any]):
-        self.prior, self.head, self.meta = prior.eval(), head.eval(), meta
-        self.feature_mean = feature_mean.float()
-        self.feature_std = feature_std.float()
-        norm = meta["normalisation"]
-        self.mean, self.std = float(norm["mean"]), float(norm["std"])
-
-    @property
-    def vocab(self) -> Vocabulary:
-        return self.prior.vocab
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.meta["metrics"]
-
-    @property
-    def rating_ids(self) -> list[int]:
-        return list(self.meta["data"]["rating_ids"])
-
-    @property
-    def comparison_ids(self) -> list[int]:
-        return list(self.meta["data"]["comparison_ids"])
-
-    @property
-    def train_disagreement(self) -> float:
-        return float(self.meta["normalisation"]["disagreement"])
-
-    @torch.no_grad()
-    def head_scores(self, tokens: np.ndarray) -> np.ndarray:
-        """(B, T) -> (K, B) normalised scores of each head."""
-        feats = melody_features(self.prior, tokens, self.meta["features"]["set"])
-        x = (torch.as_tensor(feats) - self.feature_mean) / self.feature_std
-        return ((self.head(x) - self.mean) / self.std).numpy().astype(np.float64)
-
-    def score_with_uncertainty(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T) -> (mean over heads (B,), std across heads (B,)), in normalised units."""
-        s = self.head_scores(tokens)
-        return s.mean(0), s.std(0)
-
-    def score(self, tokens: np.ndarray) -> np.ndarray:
-        """(B, T) -> (B,) the normalised mean over heads."""
-        return self.score_with_uncertainty(tokens)[0]
-
-    def save(self, directory: str | Path, metrics_file: bool = True) -> Path:
-        """Write ``config.json``, ``reward_model.safetensors`` (and ``metrics.json``)."""
-        from safetensors.torch import save_file
-
-        from rlmusic.runtime import git_commit, now_iso
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {**self.meta, "git_commit": self.meta.get("git_commit") or git_commit(),
-                "created": self.meta.get("created") or now_iso()}
-        tensors = {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
-        tensors |= {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(_json_safe(meta), indent=2) + "\n")
-        if metrics_file:
-            (directory / METRICS_FILE).write_text(json.dumps(_json_safe(meta["metrics"]), indent=2) + "\n")
-        self.meta = meta
-        return directory
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def read_reward_meta(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file() or not (Path(directory) / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{directory} is not a reward model directory (no {CONFIG_FILE} + {WEIGHTS_FILE})")
-    return json.loads(path.read_text())
-
-
-def load_reward_model(
-    directory: str | Path, device: str | torch.device = "cpu", prior: str | Path | None = None
-) -> RewardModel:
-    """Load a reward model directory. ``prior``: the prior directory whose features it
-    was fitted on (default: the one recorded in config.json). A prior of another
-    vocabulary raises ``VocabularyMismatchError``; other weights only warn."""
-    from safetensors.torch import load_file
-
-    from rlmusic.runtime import resolve_device
-
-    meta = read_reward_meta(directory)
-    recorded = meta["prior"]["directory"]
-    prior_dir = Path(prior) if prior is not None else Path(recorded) if recorded else default_prior_dir()
-    read_model_meta(prior_dir)  # a clear error when it is not a model directory
-    expected = Vocabulary.from_dict(meta["prior"]["vocabulary"])
-    model = load_model(prior_dir, device=resolve_device(str(device)) if isinstance(device, str) else device)
-    try:
-        expected.check_same(model.vocab, what=f"prior {prior_dir}")
-    except VocabularyMismatchError as exc:
-        raise VocabularyMismatchError(f"reward model {directory} was fitted on another vocabulary: {exc}") from exc
-    if model.config.hidden_size != meta["features"]["prior_hidden_size"]:
-        raise ValueError(
-            f"prior {prior_dir} has hidden_size {model.config.hidden_size}; the reward model {directory} "
-            f"was fitted on features of hidden_size {meta['features']['prior_hidden_size']}"
-        )
-    fp = meta["prior"].get("fingerprint")
-    if fp and prior_fingerprint(prior_dir) != fp:
-        warnings.warn(f"prior {prior_dir} is not the one reward model {directory} was fitted on "
-                      f"(weights differ): its scores may be meaningless", stacklevel=2)
-    weights = load_file(str(Path(directory) / WEIGHTS_FILE))
-    h = meta["head"]
-    head = EnsembleHead(h["n_features"], h["ensemble"], h["hidden"])
-    head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
-    return RewardModel(model, head, weights["feature_mean"], weights["feature_std"], meta)
-
-
-# --------------------------------------------------------------------------- tuning: normalisation and guard
-
-
-class OverOptimisationWarning(UserWarning):
-    """The policy is exploiting the reward model (KL or ensemble disagreement too high)."""
-
-
-class RunningMeanStd:
-    """Running mean and variance of a stream of batches (parallel-variance merge, as
-    SB3's ``RunningMeanStd``), started from a known mean/var worth ``count`` samples."""
-
-    def __init__(self, mean: float = 0.0, var: float = 1.0, count: float = 1e-4):
-        self.mean, self.var, self.count = float(mean), float(var), float(count)
-
-    def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if not len(x):
-            return
-        b_mean, b_var, b_n = float(x.mean()), float(x.var()), len(x)
-        delta, total = b_mean - self.mean, self.count + b_n
-        m2 = self.var * self.count + b_var * b_n + delta**2 * self.count * b_n / total
-        self.mean, self.var, self.count = self.mean + delta * b_n / total, m2 / total, total
-
-
-@dataclass
-class GuardConfig:
-    """Reward normalisation and over-optimisation guard of a tuning run (TOML ``[guard]``)."""
-
-    running_norm: bool = True  # normalise the score with running mean/std of the policy's melodies
-    init_count: int = 256  # the running stats start at the training melodies' (mean 0, std 1), worth this many
-    clip: float = 5.0  # clip the normalised score to +-clip (0 = no clip)
-    max_kl_per_note: float = 1.0  # nats/note of KL(pi || prior) above which the guard fires (0 = off)
-    max_disagreement: float = 3.0  # ensemble std on the policy's melodies / on the training melodies (0 = off)
-    patience: int = 2  # consecutive rollouts over a threshold before the guard fires
-    action: str = "warn"  # "warn": warn and go on; "stop": warn and stop training (the model is still saved)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> GuardConfig:
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown guard config keys {unknown}; valid: {sorted(known)}")
-        config = cls(**data)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        if self.action not in ("warn", "stop"):
-            raise ValueError(f"guard action must be 'warn' or 'stop', got {self.action!r}")
-        for name in ("init_count", "clip", "max_kl_per_note", "max_disagreement"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"guard {name} must be >= 0, got {getattr(self, name)}")
-        if self.patience < 1:
-            raise ValueError(f"guard patience must be >= 1, got {self.patience}")
-
-
-class GuardedRewardModel:
-    """What the tuning env calls: ``score(tokens) -> (B,)`` normalised with running
-    statistics of the policy's own melodies (clipped), while it records the raw score and
-    the ensemble disagreement of every batch for ``RewardGuard``.
-
-    Drop-in for the env's ``RewardModel``; ``tune_callbacks(run)`` gives the SB3 callback."""
-
-    def __init__(self, model: RewardModel, config: GuardConfig | None = None):
-        self.model, self.config = model, config or GuardConfig()
-        self.config.validate()
-        self.stats = RunningMeanStd(0.0, 1.0, float(self.config.init_count) or 1e-4)
-        self.pending: list[tuple[float, float, int]] = []  # (score sum, disagreement sum, n) per call
-
-    @property
-    def vocab(self) -> Vocabulary:
-        return self.model.vocab
-
-    def score_with_uncertainty(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.score_with_uncertainty(tokens)
-
-    def score(self, tokens: np.ndarray) -> np.ndarray:
-        mean, std = self.model.score_with_uncertainty(tokens)
-        self.pending.append((float(mean.sum()), float(std.sum()), len(mean)))
-        if not self.config.running_norm:
-            out = mean
-        else:
-            self.stats.update(mean)
-            out = (mean - self.stats.mean) / math.sqrt(self.stats.var + 1e-8)
-        return np.clip(out, -self.config.clip, self.config.clip) if self.config.clip else out
-
-    def drain(self) -> tuple[float, float, int]:
-        """(mean raw score, mean disagreement, melodies) since the last drain."""
-        s = sum(p[0] for p in self.pending)
-        d = sum(p[1] for p in self.pending)
-        n = sum(p[2] for p in self.pending)
-        self.pending.clear()
-        return (s / n, d / n, n) if n else (math.nan, math.nan, 0)
-
-    def tune_callbacks(self, run: Any) -> list[Any]:
-        """The callbacks ``rlmusic.tune.TuneRun.train`` adds: ``[RewardGuard]`` on ``run.env``,
-        reporting into ``run.out / guard.json``."""
-        return [guard_callback(self, run.env, out=getattr(run, "out", None))]
-
-
-def guard_callback(guarded: GuardedRewardModel, env: Any, out: str | Path | None = None):
-    """An SB3 callback (``RewardGuard``) watching KL(pi || prior) per note and the ensemble
-    disagreement each rollout; fires after ``patience`` rollouts over a threshold."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class RewardGuard(BaseCallback):
-        is_reward_guard = True
-
-        def __init__(self):
-            super().__init__()
-            self.guarded, self.env, self.cfg = guarded, env, guarded.config
-            self.out = None if out is None else Path(out)
-            self.history: list[dict[str, float]] = []
-            self.events: list[dict[str, Any]] = []
-            self.over = 0
-            self.stop = False
-            self._kl, self._n = 0.0, 0
-
-        def _on_step(self) -> bool:
-            log_pi = self.locals["log_probs"].detach().cpu().numpy().reshape(-1)
-            self._kl += float(np.sum(log_pi - np.asarray(self.env.batch.last_log_prior).reshape(-1)))
-            self._n += log_pi.size
-            return not self.stop
-
-        def _on_rollout_end(self) -> None:
-            kl = self._kl / self._n if self._n else math.nan
-            self._kl, self._n = 0.0, 0
-            score, disagreement, _ = self.guarded.drain()
-            ratio = disagreement / max(self.guarded.model.train_disagreement, 1e-8)
-            row = {"timesteps": int(self.num_timesteps), "kl_per_note": kl, "human_score": score,
-                   "disagreement": disagreement, "disagreement_ratio": ratio}
-            self.history.append(row)
-            reasons = []
-            if self.cfg.max_kl_per_note and kl > self.cfg.max_kl_per_note:
-                reasons.append(f"KL {kl:.3f} nats/note > max_kl_per_note={self.cfg.max_kl_per_note:g}")
-            if self.cfg.max_disagreement and ratio > self.cfg.max_disagreement:
-                reasons.append(f"ensemble disagreement {ratio:.2f}x its training level > "
-                               f"max_disagreement={self.cfg.max_disagreement:g}")
-            self.over = self.over + 1 if reasons else 0
-            fired = self.over >= self.cfg.patience and not self.stop
-            rec = self.logger.record
-            rec("guard/kl_per_note", kl)
-            rec("guard/human_score", score)
-            rec("guard/disagreement", disagreement)
-            rec("guard/disagreement_ratio", ratio)
-            rec("guard/triggered", float(bool(self.events) or fired))
-            if fired:
-                first = self.history[0]["human_score"]
-                message = (f"over-optimisation guard at {self.num_timesteps} env steps: " + "; ".join(reasons)
-                           + f" for {self.over} rollouts, while the reward model's score went from "
-                           f"{first:.2f} to {score:.2f}"
-                           + (": stopping training" if self.cfg.action == "stop" else " (action='warn': going on)"))
-                self.events.append({**row, "reasons": reasons, "action": self.cfg.action, "message": message})
-                warnings.warn(message, OverOptimisationWarning, stacklevel=2)
-                if self.cfg.action == "stop":
-                    self.stop = True
-            self.write()
-
-        def report(self) -> dict[str, Any]:
-            return {"config": asdict(self.cfg), "triggered": bool(self.events), "stopped": self.stop,
-                    "events": self.events, "history": self.history}
-
-        def write(self) -> None:
-            if self.out is not None:
-                self.out.mkdir(parents=True, exist_ok=True)
-                (self.out / "guard.json").write_text(json.dumps(_json_safe(self.report()), indent=2) + "\n")
-
-    return RewardGuard()
 
 
 # --------------------------------------------------------------------------- active selection
