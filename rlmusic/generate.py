@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rlmusic.model import MelodyLSTM, load_model, read_model_meta
+from rlmusic.audio import instrument_program, render_to_file
+from rlmusic.metrics import melody_scores
+from rlmusic.model import MelodyLSTM, default_prior_dir, load_model, read_model_meta
 from rlmusic.representation import (
     Vocabulary,
     load_midi,
@@ -67,15 +70,6 @@ def primer_tokens(path: str | Path, vocab: Vocabulary) -> list[int]:
     return notes_to_tokens(folded, vocab).tolist()
 
 
-def melody_scores(tokens: np.ndarray, vocab: Vocabulary) -> list[dict[str, float]]:
-    """Per-melody music-theory scores for the manifest (empty dicts before theory exists)."""
-    try:
-        from rlmusic.metrics import melody_scores as scores_fn
-    except ImportError:
-        return [{} for _ in tokens]
-    return scores_fn(tokens, vocab)
-
-
 def write_clips(
     tokens: np.ndarray,
     out: Path,
@@ -89,7 +83,7 @@ def write_clips(
 ) -> list[dict]:
     """Write NNNN.mid (and NNNN.<audio_format>) for each melody; returns manifest rows."""
     out.mkdir(parents=True, exist_ok=True)
-    scores = melody_scores(tokens, vocab)
+    scores = melody_scores(tokens, vocab)  # per-melody theory/structure scores
     rows = []
     for i, melody in enumerate(tokens):
         name = f"{i:04d}"
@@ -107,8 +101,6 @@ def write_clips(
             row["empty"] = True  # all rests/holds: no MIDI notes to write
         tokens_to_midi(melody, vocab, tempo=tempo, program=program).write(str(out / row["midi"]))
         if audio_format:
-            from rlmusic.audio import render_to_file
-
             row["audio"] = f"{name}.{audio_format}"
             render_to_file(melody, out / row["audio"], vocab=vocab, tempo=tempo,
                            instrument=instrument, fmt=audio_format)
@@ -120,7 +112,6 @@ def enqueue(rows: list[dict], out: Path, model_dir: Path, vocab: Vocabulary, tem
             instrument: str) -> None:
     """Register the model and put every clip (with rendered audio) in the rating queue."""
     import db
-    from rlmusic.audio import render_to_file
 
     engine = db.get_engine()
     db.check_schema(engine)
@@ -165,20 +156,16 @@ def generate(
     batch_size: int = 512,
 ) -> list[dict]:
     """The whole command: sample, write files and manifest, optionally enqueue."""
-    from rlmusic.model import default_prior_dir
-
+    program = instrument_program(instrument)  # an unknown instrument raises before sampling
     model_dir = Path(model_dir) if model_dir is not None else default_prior_dir()
     model = load_model(model_dir, device=resolve_device(device))
     vocab = model.vocab
     if steps > model.config.max_steps:
-        import warnings
-
         warnings.warn(f"steps={steps} is longer than the {model.config.max_steps} steps the model "
                       "was trained on", stacklevel=2)
     primer_seq = primer_tokens(primer, vocab) if primer else None
     tokens = sample_tokens(model, n, steps, seed, temperature, top_k, primer_seq, batch_size)
     out = Path(out)
-    program = _program(instrument)
     rows = write_clips(tokens, out, vocab, str(model_dir), seed, tempo, program, audio_format, instrument)
     if do_enqueue:
         enqueue(rows, out, model_dir, vocab, tempo, instrument)
@@ -188,16 +175,6 @@ def generate(
             fh.write(json.dumps(row) + "\n")
     tmp.replace(out / MANIFEST)
     return rows
-
-
-def _program(instrument: str) -> int:
-    try:
-        from rlmusic.audio import INSTRUMENTS
-    except ImportError:
-        return 0
-    if instrument not in INSTRUMENTS:
-        raise ValueError(f"unknown instrument {instrument!r}; valid: {sorted(INSTRUMENTS)}")
-    return INSTRUMENTS[instrument]
 
 
 def read_manifest(out: str | Path) -> list[dict]:

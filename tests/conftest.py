@@ -1,9 +1,12 @@
-"""Test-wide setup: every test session gets its own RLMUSIC_HOME and default database,
-so tests never touch a developer's ~/.rlmusic or the repo's .rlmusic."""
+"""Test-wide setup: every test session gets its own RLMUSIC_HOME and default database
+(so tests never touch a developer's ~/.rlmusic or the repo's .rlmusic), and every test
+runs on one torch thread.
+"""
 
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -18,3 +21,12 @@ def _isolated_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: a second torch thread only adds contention on a busy 2-core machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

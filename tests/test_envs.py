@@ -10,13 +10,6 @@ from rlmusic.model import MelodyLSTM, ModelConfig, save_model
 TINY = dict(embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0, max_steps=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a busy machine
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture
 def prior():

@@ -70,6 +70,7 @@ def test_primer_opens_every_clip(tiny_model, tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["-n", "0"], "need n >= 1"),
     (["--temperature", "0"], "temperature must be positive"),
+    (["--instrument", "kazoo"], "unknown instrument 'kazoo'"),
 ])
 def test_bad_arguments_give_one_clear_error(tiny_model, tmp_path, capsys, argv, message):
     code = cli(["generate", "--model", str(tiny_model), "--out", str(tmp_path / "x"), *argv])

@@ -24,13 +24,6 @@ TINY = dict(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64)
 FAST = dict(ensemble=3, epochs=150)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):

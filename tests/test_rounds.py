@@ -29,13 +29,6 @@ TUNE = dict(steps=STEPS, n_envs=16, n_steps=64, batch_size=256, n_epochs=4, lear
             checkpoint_every=0, eval_corpus="", seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):

@@ -34,13 +34,6 @@ key = "C major"
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a busy machine
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture
 def prior_dir(tmp_path):
