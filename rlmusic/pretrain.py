@@ -84,14 +84,46 @@ class PretrainConfig:
 # --------------------------------------------------------------------------- data
 
 
-def make_chunks(sequences: list[np.ndarray], seq_len: int, min_chunk: int = 16) -> torch.Tensor:
-    """Cut melodies into chunks of ``seq_len`` -> (N, seq_len) int64 targets, PAD-padded."""
-    rows = []
+def start_cleanly(chunk: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A chunk cut from a piece at some offset, made to start as a melody can start.
+
+    A chunk cut in the middle of a note begins with HOLD tokens that hold nothing (the
+    note began in ``before``, which the model never sees). The held note is re-struck
+    instead: the first HOLD becomes that note's pitch token. HOLDs after a rest (or at
+    the very start) are rests already (``tokens_to_notes``) and become REST. Returns the
+    (copied when changed) chunk and whether it changed.
+    """
+    if len(chunk) == 0 or chunk[0] != Vocabulary.HOLD:
+        return chunk, False
+    chunk = chunk.copy()
+    onsets = np.flatnonzero(np.asarray(before) != Vocabulary.HOLD)
+    last = int(before[onsets[-1]]) if len(onsets) else Vocabulary.REST
+    chunk[0] = last if last >= Vocabulary.FIRST_PITCH_TOKEN else Vocabulary.REST
+    return chunk, True
+
+
+def make_chunks(
+    sequences: list[np.ndarray], seq_len: int, min_chunk: int = 16, counts: dict[str, int] | None = None
+) -> torch.Tensor:
+    """Cut melodies into chunks of ``seq_len`` -> (N, seq_len) int64 targets, PAD-padded.
+
+    Every chunk starts with a note or a rest, never with a HOLD that holds nothing
+    (``start_cleanly``); ``counts`` (when given) receives ``restruck`` (chunks whose
+    opening HOLD became the held note) and ``short_tails`` (tails under ``min_chunk``
+    steps, dropped).
+    """
+    rows, restruck, short = [], 0, 0
     for seq in sequences:
+        seq = np.asarray(seq, dtype=np.int64)
         for start in range(0, len(seq), seq_len):
-            chunk = np.asarray(seq[start : start + seq_len], dtype=np.int64)
+            chunk, changed = start_cleanly(seq[start : start + seq_len], seq[:start])
+            restruck += changed
             if len(chunk) >= min_chunk:
                 rows.append(np.pad(chunk, (0, seq_len - len(chunk)), constant_values=PAD))
+            else:
+                short += 1
+    if counts is not None:
+        counts.update(restruck=restruck, short_tails=short)
     if not rows:
         raise ValueError(f"no chunk of at least {min_chunk} steps in {len(sequences)} sequences")
     return torch.from_numpy(np.stack(rows))
@@ -103,29 +135,36 @@ def inputs_for(targets: torch.Tensor, bos: int) -> torch.Tensor:
     return torch.cat([torch.full_like(targets[:, :1], bos), prev], dim=1)
 
 
-def batch_loss(model: MelodyLSTM, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean NLL over real tokens, number of correct next-token predictions, tokens."""
+def batch_loss(model: MelodyLSTM, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, int]]:
+    """Mean NLL over real tokens and the counts behind the accuracies: ``correct`` /
+    ``tokens`` (every next token; mostly HOLD) and ``onsets_correct`` / ``onsets`` (only
+    steps where a note starts: the right pitch at the right time)."""
     logits, _ = model(inputs_for(targets, model.vocab.BOS))  # (B, T, V)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD)
     mask = targets != PAD
-    correct = ((logits.argmax(-1) == targets) & mask).sum()
-    return loss, correct, int(mask.sum())
+    hit = logits.argmax(-1) == targets  # (B, T)
+    onset = targets >= Vocabulary.FIRST_PITCH_TOKEN
+    counts = {"correct": int((hit & mask).sum()), "tokens": int(mask.sum()),
+              "onsets_correct": int((hit & onset).sum()), "onsets": int(onset.sum())}
+    return loss, counts
 
 
 @torch.no_grad()
 def evaluate_nll(model: MelodyLSTM, chunks: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
-    """Validation NLL (nats per token) and next-token accuracy."""
+    """Validation NLL (nats per token), next-token ``accuracy`` and ``note_accuracy``
+    (accuracy on the steps where a note starts)."""
     was_training = model.training
     model.eval()
-    total, correct, count = 0.0, 0, 0
+    total, sums = 0.0, {"correct": 0, "tokens": 0, "onsets_correct": 0, "onsets": 0}
     for i in range(0, len(chunks), batch_size):
         targets = chunks[i : i + batch_size].to(model.device)
-        loss, c, n = batch_loss(model, targets)
-        total += float(loss) * n
-        correct += int(c)
-        count += n
+        loss, c = batch_loss(model, targets)
+        total += float(loss) * c["tokens"]
+        for k in sums:
+            sums[k] += c[k]
     model.train(was_training)
-    return {"nll": total / max(count, 1), "accuracy": correct / max(count, 1)}
+    return {"nll": total / max(sums["tokens"], 1), "accuracy": sums["correct"] / max(sums["tokens"], 1),
+            "note_accuracy": sums["onsets_correct"] / max(sums["onsets"], 1)}
 
 
 # --------------------------------------------------------------------------- training
@@ -163,7 +202,7 @@ class Trainer:
 
     # -- one optimisation step (shared with the benchmark)
     def train_step(self, targets: torch.Tensor) -> float:
-        loss, _, _ = batch_loss(self.model, targets)
+        loss, _ = batch_loss(self.model, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -180,7 +219,8 @@ class Trainer:
         with open(self.out / METRICS, "a", newline="") as fh:
             log = csv.writer(fh)
             if log_new:
-                log.writerow(["epoch", "step", "train_nll", "valid_nll", "valid_accuracy", "tokens_per_s", "lr"])
+                log.writerow(["epoch", "step", "train_nll", "valid_nll", "valid_accuracy", "valid_note_accuracy",
+                              "tokens_per_s", "lr"])
             self.model.train()
             while self.epoch < self.config.max_epochs and self.bad_epochs < self.config.patience:
                 order = torch.randperm(len(self.train_chunks), generator=self.generator)
@@ -203,11 +243,11 @@ class Trainer:
                 else:
                     self.bad_epochs += 1
                 row = [self.epoch, self.step, float(np.mean(losses)), val["nll"], val["accuracy"],
-                       round(speed), self.scheduler.get_last_lr()[0]]
+                       val["note_accuracy"], round(speed), self.scheduler.get_last_lr()[0]]
                 log.writerow(row)
                 fh.flush()
                 print(f"epoch {self.epoch}: train nll {row[2]:.4f}  valid nll {val['nll']:.4f}  "
-                      f"acc {val['accuracy']:.3f}  {speed:,.0f} tok/s" + ("  *best" if improved else ""),
+                      f"acc {val['accuracy']:.3f}  note acc {val['note_accuracy']:.3f}  {speed:,.0f} tok/s" + ("  *best" if improved else ""),
                       flush=True)
                 self.save_checkpoint()
         best = json.loads((self.out / "config.json").read_text())["provenance"]["metrics"]
@@ -220,7 +260,8 @@ class Trainer:
             corpus=self.corpus_key or self.config.corpus,
             git_commit=git_commit(),
             created=now_iso(),
-            metrics={"valid_nll": val["nll"], "valid_accuracy": val["accuracy"], "epoch": self.epoch,
+            metrics={"valid_nll": val["nll"], "valid_accuracy": val["accuracy"],
+                     "valid_note_accuracy": val["note_accuracy"], "epoch": self.epoch,
                      "train_chunks": len(self.train_chunks), "valid_chunks": len(self.valid_chunks)},
             command=command_line(),
             extra={"pretrain": asdict(self.config)},
@@ -276,9 +317,12 @@ def pretrain(
         sequences = {"train": corpus.split("train"), "valid": corpus.split("valid")}
         corpus_key = corpus.key
         print(corpus.describe(), flush=True)
-    train = make_chunks(sequences["train"], config.seq_len, config.min_chunk)
+    counts: dict[str, int] = {}
+    train = make_chunks(sequences["train"], config.seq_len, config.min_chunk, counts)
     valid = make_chunks(sequences["valid"], config.seq_len, config.min_chunk)
-    print(f"pretrain: {len(train)} train chunks, {len(valid)} valid chunks of {config.seq_len} steps", flush=True)
+    print(f"pretrain: {len(train)} train chunks, {len(valid)} valid chunks of {config.seq_len} steps; "
+          f"{counts['restruck']} train chunks began inside a note (re-struck), "
+          f"{counts['short_tails']} tails under {config.min_chunk} steps dropped", flush=True)
     trainer = Trainer(config, train, valid, out, resolve_device(device), corpus_key, progress)
     if resume:
         if not (out / CHECKPOINT).exists():

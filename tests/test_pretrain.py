@@ -6,7 +6,7 @@ import torch
 
 from rlmusic.cli import main as cli
 from rlmusic.model import load_model, load_provenance
-from rlmusic.pretrain import PAD, PretrainConfig, inputs_for, make_chunks, pretrain
+from rlmusic.pretrain import PAD, PretrainConfig, inputs_for, make_chunks, pretrain, start_cleanly
 
 TINY = ["--embed-dim", "8", "--hidden-size", "32", "--num-layers", "1", "--dropout", "0.0",
         "--seq-len", "64", "--batch-size", "16", "--lr", "0.01", "--no-progress"]
@@ -24,6 +24,20 @@ def test_chunks_pad_and_teacher_forcing():
         make_chunks([np.arange(5)], seq_len=32, min_chunk=16)
 
 
+def test_chunks_never_start_on_a_hold_that_holds_nothing():
+    R, H = 0, 1
+    # a note (token 10) held across the chunk boundary at step 4, then a rest held across 8
+    seq = np.array([10, H, H, H, H, H, 12, R, H, H, 14, H])
+    counts = {}
+    chunks = make_chunks([seq], seq_len=4, min_chunk=2, counts=counts)
+    assert chunks[1].tolist() == [10, H, 12, R]  # the held note is struck again
+    assert chunks[2].tolist() == [R, H, 14, H]  # a HOLD after a rest is a rest
+    assert counts == {"restruck": 2, "short_tails": 0}
+    assert not (chunks[:, 0] == H).any()
+    untouched = np.array([11, H, H])
+    assert start_cleanly(untouched, np.array([10]))[0] is untouched
+
+
 def test_tiny_pretrain_on_real_tunes_lowers_validation_nll(tmp_path):
     out = tmp_path / "prior"
     code = cli(["pretrain", "--corpus", "irish", "--corpus-limit", "40", "--out", str(out),
@@ -39,6 +53,9 @@ def test_tiny_pretrain_on_real_tunes_lowers_validation_nll(tmp_path):
     assert prov.kind == "prior" and "irish" in prov.corpus
     assert prov.metrics["valid_nll"] == pytest.approx(min(nll))
     assert 0 < prov.metrics["valid_accuracy"] <= 1
+    # note accuracy counts only onsets: lower than token accuracy, which is mostly HOLD
+    assert 0 <= prov.metrics["valid_note_accuracy"] < prov.metrics["valid_accuracy"]
+    assert all(0 <= float(r["valid_note_accuracy"]) <= 1 for r in rows)
     assert model.config.hidden_size == 32
 
 
