@@ -17,8 +17,9 @@ from pathlib import Path
 import streamlit as st
 
 import db
-from rlmusic import audio
-from rlmusic.representation import DEFAULT_VOCAB, tokens_to_notes
+from rlmusic.audio.render import clip_audio
+from rlmusic.audio.synth import AudioError
+from rlmusic.music.representation import DEFAULT_VOCAB, tokens_to_notes
 
 TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
 INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
@@ -109,8 +110,8 @@ def with_audio(eng, clip: db.ClipInfo) -> db.ClipInfo:
     if clip.audio_path and Path(clip.audio_path).is_file():
         return clip
     try:
-        path = audio.clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
-    except audio.AudioError as exc:
+        path = clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
+    except AudioError as exc:
         st.error(f"Cannot render audio on this server: {exc}")
         st.stop()
     db.set_clip_audio(eng, clip.id, path)

@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from rlmusic import audio
-from rlmusic.representation import DEFAULT_VOCAB, STEPS_PER_QUARTER
+from rlmusic.audio.render import clip_audio, duration_seconds, encode, render_samples, step_seconds
+from rlmusic.audio.synth import synth_route
+from rlmusic.music.representation import DEFAULT_VOCAB, STEPS_PER_QUARTER
 
 
 def random_melody(rng: np.random.Generator, steps: int) -> list[int]:
@@ -42,24 +43,24 @@ def main() -> None:
     parser.add_argument("--instrument", default="piano", help="instrument name")
     args = parser.parse_args()
 
-    steps = int(round(args.seconds / audio.step_seconds(args.tempo)))
+    steps = int(round(args.seconds / step_seconds(args.tempo)))
     rng = np.random.default_rng(0)
     melodies = [random_melody(rng, steps) for _ in range(args.clips)]
 
     t0 = time.perf_counter()
-    route = audio.synth_route()
+    route = synth_route()
     load = time.perf_counter() - t0
     print(f"route: {route}")
     print(f"synthesiser + soundfont load (once per process): {load * 1000:.0f} ms")
     print(f"clips: {args.clips} x {steps} steps ({steps / STEPS_PER_QUARTER:g} beats) = "
-          f"{audio.duration_seconds(melodies[0], args.tempo):.2f} s of audio each")
+          f"{duration_seconds(melodies[0], args.tempo):.2f} s of audio each")
 
     synth_t, encode_t, sizes = [], [], []
     for tokens in melodies:
         t0 = time.perf_counter()
-        samples = audio.render_samples(tokens, tempo=args.tempo, instrument=args.instrument)
+        samples = render_samples(tokens, tempo=args.tempo, instrument=args.instrument)
         t1 = time.perf_counter()
-        data = audio.encode(samples, 44100, "ogg")
+        data = encode(samples, 44100, "ogg")
         t2 = time.perf_counter()
         synth_t.append(t1 - t0)
         encode_t.append(t2 - t1)
@@ -74,11 +75,11 @@ def main() -> None:
         uncached, cached = [], []
         for i, tokens in enumerate(melodies):
             t0 = time.perf_counter()
-            audio.clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
+            clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
             uncached.append(time.perf_counter() - t0)
         for i, tokens in enumerate(melodies):
             t0 = time.perf_counter()
-            path = audio.clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
+            path = clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
             path.read_bytes()  # what the app does with a cached clip
             cached.append(time.perf_counter() - t0)
     u, c = statistics.median(uncached), statistics.median(cached)

@@ -17,8 +17,9 @@ import resource
 import sys
 import time
 
-from rlmusic.corpus import build_corpus, encode_item
-from rlmusic.representation import DEFAULT_VOCAB
+from rlmusic.corpus.build import build_corpus
+from rlmusic.corpus.encode import encode_item
+from rlmusic.music.representation import DEFAULT_VOCAB
 
 
 def _mib(kib: int) -> float:

@@ -12,8 +12,9 @@ import time
 
 import torch
 
-from rlmusic.generate import sample_tokens
-from rlmusic.model import MelodyLSTM, ModelConfig, default_prior_dir, load_model
+from rlmusic.models.checkpoint import default_prior_dir, load_model
+from rlmusic.models.generate import sample_tokens
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from rlmusic.model import MelodyLSTM
-from rlmusic.pretrain import PAD, PretrainConfig, Trainer, inputs_for
+from rlmusic.models.lstm import MelodyLSTM
+from rlmusic.models.pretrain import PAD, PretrainConfig, Trainer, inputs_for
 
 
 def bare_loop(model: MelodyLSTM, batches: list[torch.Tensor], bos: int) -> float:

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_theory.py [--envs 16] [--repeats 300]
 
-For T in 32/64/128: ``theory.step_rewards`` on a batch of ``--envs`` histories of T - 1
-tokens (default RewardConfig: RL Tuner's nine rules; then every rule, structure
+For T in 32/64/128: ``step_rewards`` on a batch of ``--envs`` histories of T - 1
+tokens (default TheoryConfig: RL Tuner's nine rules; then every rule, structure
 included, with melody length T), against one ``MelodyLSTM(ModelConfig()).step`` on the
 same batch (default size: 2 x 256 LSTM). Prints calls per second and the ratio
 reward time / forward time (below 1: the reward costs less than the prior's step).
@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from rlmusic import theory
-from rlmusic.model import MelodyLSTM, ModelConfig
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.reward import RULES, TheoryConfig, step_rewards
 
 
 def per_call(fn, repeats: int) -> float:
@@ -58,13 +58,13 @@ def main() -> None:
     print(f"prior step (MelodyLSTM default, {sum(p.numel() for p in model.parameters())} params): "
           f"{1 / t_fwd:9.0f} steps/s ({t_fwd * 1e6:.0f} us)")
     print(f"{'T':>4} {'rules':>10} {'steps/s':>9} {'us/step':>8} {'reward/forward':>15}")
-    all_on = theory.RewardConfig(weights={n: 1.0 for n in theory.RULES})
+    all_on = TheoryConfig(weights={n: 1.0 for n in RULES})
     for T in (32, 64, 128):
         # a realistic token mix: ~half notes, the rest holds and a few rests
         hist = rng.choice(vocab.size, size=(B, T - 1), p=_token_mix(vocab.size))
         nxt = rng.integers(0, vocab.size, B)
-        for label, cfg in (("rl_tuner", theory.RewardConfig()), ("all", all_on)):
-            t = per_call(lambda cfg=cfg, h=hist, x=nxt, T=T: theory.step_rewards(h, x, cfg, vocab=vocab, steps=T),
+        for label, cfg in (("rl_tuner", TheoryConfig()), ("all", all_on)):
+            t = per_call(lambda cfg=cfg, h=hist, x=nxt, T=T: step_rewards(h, x, cfg, vocab=vocab, steps=T),
                          args.repeats)
             print(f"{T:>4} {label:>10} {1 / t:9.0f} {t * 1e6:8.0f} {t / t_fwd:15.2f}")
 

@@ -27,8 +27,8 @@ from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from envs.melody import BatchedMelodyVecEnv
-from rlmusic.model import MelodyLSTM, ModelConfig
-from rlmusic.policy import PriorPolicy
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.tuning.policy import PriorPolicy
 
 N_ENVS, N_STEPS, BATCH, EPOCHS = 16, 128, 512, 4
 
@@ -42,7 +42,8 @@ class StockPriorPolicy(PriorPolicy):
 def tuning_rate(policy_cls, prior: MelodyLSTM, steps: int, rollouts: int, theory: bool) -> float:
     theory_reward = None
     if theory:
-        from rlmusic.tune import TuneConfig, build_rewards
+        from rlmusic.tuning.config import TuneConfig
+        from rlmusic.tuning.run import build_rewards
 
         theory_reward, _ = build_rewards(TuneConfig(steps=steps), prior.vocab)
     env = BatchedMelodyVecEnv(prior, n_envs=N_ENVS, steps=steps, theory_reward=theory_reward)

@@ -10,16 +10,25 @@ Modules, one concept each:
   models      the tables (SQLAlchemy 2.0 typed declarative)
   schema      Alembic: upgrade, downgrade, check_schema
   queue       models, clips, next_clip / next_pair
-  ratings     raters, star ratings (+ history), pairwise comparisons, rows for the reward model
+  ratings     raters, star ratings (+ history), pairwise comparisons
+  rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
   jobs        fine-tuning jobs and rounds of the loop
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
-  cli         `rlmusic db ...` and `rlmusic ratings ...`
 """
 
 from db.csvio import RatingsImportError, export_ratings, import_ratings, read_ratings_csv
 from db.dashboard import rater_agreement, ratings_by_day, ratings_per_model, recent_jobs, stats
-from db.engine import database_url, dispose_engine, get_engine, rlmusic_home, session_scope
+from db.engine import (
+    DatabaseError,
+    database_url,
+    dispose_engine,
+    explain_error,
+    get_engine,
+    redacted,
+    rlmusic_home,
+    session_scope,
+)
 from db.jobs import (
     create_job,
     get_job,
@@ -47,11 +56,9 @@ from db.ratings import (
     add_rating,
     get_or_create_rater,
     list_raters,
-    pair_rows,
     rater_count,
-    rating_history,
-    star_rows,
 )
+from db.rows import pair_rows, rating_history, star_rows
 from db.schema import (
     SchemaOutOfDateError,
     check_schema,
@@ -67,6 +74,7 @@ __all__ = [
     "RATING_TAGS",
     "WINNERS",
     "ClipInfo",
+    "DatabaseError",
     "RatingsImportError",
     "SchemaOutOfDateError",
     "add_comparison",
@@ -80,6 +88,7 @@ __all__ = [
     "enqueue_clips",
     "export_ratings",
     "get_clip",
+    "explain_error",
     "get_engine",
     "get_job",
     "get_or_create_rater",
@@ -101,6 +110,7 @@ __all__ = [
     "read_ratings_csv",
     "recent_jobs",
     "record_round",
+    "redacted",
     "register_model",
     "rlmusic_home",
     "session_scope",

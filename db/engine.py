@@ -54,6 +54,61 @@ def database_url() -> str:
     return f"sqlite:///{rlmusic_home() / DB_FILENAME}"
 
 
+class DatabaseError(RuntimeError):
+    """The database cannot be used as configured: a bad URL, a server that cannot be
+    reached, a database that does not exist, a schema behind the code. The message names
+    the URL (password hidden) and what to do."""
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database's schema revision is not the one this code was written for."""
+
+
+def redacted(url: str | object) -> str:
+    """The URL with its password hidden (``***``)."""
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL: show its scheme only
+        return str(url).split("://", 1)[0] + "://..."
+
+
+def check_url(url: str) -> None:
+    """Raise ``DatabaseError`` for a URL no installed driver can open, saying what to write."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseError(f"cannot parse the database URL {redacted(url)!r}: {exc}; "
+                            "write e.g. sqlite:////path/rlmusic.db or "
+                            "postgresql+psycopg://USER@HOST:5432/DBNAME") from None
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        fixed = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
+        raise DatabaseError(f"database URL {redacted(url)} names a driver that is not installed; "
+                            f"rlmusic uses psycopg 3: write {fixed}")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"database URL {redacted(url)}: only SQLite and PostgreSQL are supported")
+
+
+def explain_error(exc: BaseException, url: str | None = None) -> str | None:
+    """One line for a database problem a user can fix (None for anything else): the URL
+    (password hidden), what went wrong, what to do."""
+    if isinstance(exc, (DatabaseError, SchemaOutOfDateError)):
+        return str(exc)
+    where = redacted(url or database_url())
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip().splitlines()[0]
+        if "does not exist" in text and "database" in text:
+            return (f"{where}: {text}; create it (e.g. createdb) or point RLMUSIC_DATABASE_URL "
+                    "at an existing database")
+        if any(k in text.lower() for k in ("connection refused", "could not connect", "connection failed",
+                                           "timeout", "no such host", "name or service not known")):
+            return (f"cannot reach the database server of {where}: {text}; is the server running? "
+                    "(RLMUSIC_DATABASE_URL selects the database)")
+        if "unable to open database file" in text:
+            return f"{where}: cannot open the SQLite file: {text}; check the folder exists and is writable"
+        return f"{where}: {text}"
+    return None
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, busy timeout, foreign keys, and explicit BEGIN (IMMEDIATE for writes)."""
 
@@ -85,6 +140,7 @@ def get_engine(url: str | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is not None:
             return engine
+        check_url(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":

@@ -16,15 +16,19 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
-from db.engine import database_url, get_engine
+from db.engine import (
+    DatabaseError,
+    SchemaOutOfDateError,
+    database_url,
+    explain_error,
+    get_engine,
+    redacted,
+)
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 ALEMBIC_INI = ALEMBIC_DIR.parent / "alembic.ini"
-
-
-class SchemaOutOfDateError(RuntimeError):
-    """The database's schema revision is not the one this code was written for."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -68,12 +72,16 @@ def downgrade(url: str | None, revision: str) -> None:
 
 
 def check_schema(engine: Engine | None = None) -> None:
-    """Raise ``SchemaOutOfDateError`` unless the database is at the head revision."""
+    """Raise ``SchemaOutOfDateError`` unless the database is at the head revision, and
+    ``DatabaseError`` (one line: URL, problem, what to do) when it cannot be reached."""
     engine = engine or get_engine()
-    current = current_revision(engine)
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise DatabaseError(explain_error(exc, engine.url.render_as_string(hide_password=False))) from None
     head = head_revision()
     if current != head:
         raise SchemaOutOfDateError(
             f"database schema is at {current or 'empty'}, code expects {head}: "
-            "run `rlmusic db upgrade`"
+            f"run `rlmusic db upgrade` (database {redacted(engine.url)})"
         )

@@ -29,7 +29,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
 from envs.rewards import FinalReward, RewardModel, TheoryReward, no_final, no_theory
-from rlmusic.model import MelodyLSTM, load_model
+from rlmusic.models.checkpoint import load_model
+from rlmusic.models.lstm import MelodyLSTM
 
 TERMS = ("theory", "log_prior")  # always present; final terms and "human" join at the end
 

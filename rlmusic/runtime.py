@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +68,60 @@ def now_iso() -> str:
 
 def command_line() -> str:
     return " ".join(["rlmusic", *sys.argv[1:]]) if sys.argv else "rlmusic"
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays made plain and non-finite floats made None
+    (JSON has no NaN), for ``json.dumps``."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (np.integer, np.floating)):
+        return json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """A dataclass's field -> its one-line documentation: the comment where it is declared
+    (``name: type = default  # what it does``)."""
+    import inspect
+    import re
+
+    source = inspect.getsource(cls)
+    return {m.group(1): m.group(2).strip()
+            for m in re.finditer(r"^    (\w+): [^\n#]*#\s*([^\n]*)$", source, flags=re.MULTILINE)}
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU threads for this process. ``None`` keeps torch's choice. On a shared
+    machine one thread is the safe choice (two spinning OpenMP threads against other jobs
+    made small LSTM steps 10-100x slower: docs/benchmarks.md, "Threads")."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def read_table(path: str | Path) -> dict[str, Any]:
+    """The keys of a TOML (or ``.json``) config file; a clear error when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from exc

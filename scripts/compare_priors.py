@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from rlmusic.corpus import load_corpus
-from rlmusic.model import load_model
-from rlmusic.pretrain import evaluate_nll, make_chunks
+from rlmusic.corpus.cache import load_corpus
+from rlmusic.models.checkpoint import load_model
+from rlmusic.models.pretrain import evaluate_nll, make_chunks
 
 
 def main() -> None:
@@ -21,14 +21,15 @@ def main() -> None:
     corpus = load_corpus(args.corpus, progress=False)
     print(f"held-out {args.corpus}: valid {len(corpus.split('valid'))} tunes, "
           f"test {len(corpus.split('test'))} tunes")
-    print(f"{'model':40s} {'valid NLL':>10s} {'valid acc':>10s} {'test NLL':>10s} {'test acc':>10s}")
+    print(f"{'model':40s} {'valid NLL':>10s} {'valid acc':>10s} {'note acc':>9s} "
+          f"{'test NLL':>10s} {'test acc':>10s} {'note acc':>9s}")
     for directory in args.models:
         model = load_model(directory)
         row = []
         for split in ("valid", "test"):
             scores = evaluate_nll(model, make_chunks(corpus.split(split), model.config.max_steps))
-            row += [scores["nll"], scores["accuracy"]]
-        print(f"{directory:40s} {row[0]:10.4f} {row[1]:10.3f} {row[2]:10.4f} {row[3]:10.3f}")
+            row += [scores["nll"], scores["accuracy"], scores["note_accuracy"]]
+        print(f"{directory:40s} {row[0]:10.4f} {row[1]:10.3f} {row[2]:9.3f} {row[3]:10.4f} {row[4]:10.3f} {row[5]:9.3f}")
 
 
 if __name__ == "__main__":

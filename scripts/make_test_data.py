@@ -3,6 +3,7 @@
 melody.mid: the first tune of O'Neill's 1850 collection that lies on the 16th grid
 (one line, music21's MIDI writer).
 chords.mid: the first phrase of Bach chorale BWV 269 chordified into one track (polyphonic).
+satb.mid: the same phrase as four tracks, one per voice (soprano first), at 100 bpm.
 """
 
 import copy
@@ -39,4 +40,7 @@ chorale = corpus.parse("bach/bwv269")
 chords = chorale.chordify().measures(0, 4)
 chords.insert(0, tempo.MetronomeMark(number=100))
 chords.write("midi", fp=str(out / "chords.mid"))
+voices = chorale.measures(0, 4)
+voices.insert(0, tempo.MetronomeMark(number=100))
+voices.write("midi", fp=str(out / "satb.mid"))
 print("wrote", sorted(p.name for p in out.glob("*.mid")))

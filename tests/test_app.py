@@ -10,9 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import db
-from app import common, launch
-from rlmusic import audio
-from rlmusic.representation import load_midi, midi_to_tokens
+from app import common
+from rlmusic.audio.render import render_to_file
+from rlmusic.cli import app as launch
+from rlmusic.music.representation import load_midi, midi_to_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -129,7 +130,7 @@ def test_rate_without_stars_warns_and_stores_nothing(engine):
 
 
 def test_rate_uses_stored_audio_when_present(engine, tmp_path):
-    ogg = audio.render_to_file(real_clips(1)[0]["tokens"], tmp_path / "pre.ogg", sample_rate=22050)
+    ogg = render_to_file(real_clips(1)[0]["tokens"], tmp_path / "pre.ogg", sample_rate=22050)
     model = db.register_model(engine, name="m", directory="/models/m", kind="prior")
     [clip_id] = db.enqueue_clips(engine, model, [{**real_clips(1)[0], "audio_path": str(ogg)}])
     at = sign_in(page("rate"), "carol")
@@ -291,11 +292,14 @@ def test_launch_command_serves_on_localhost_headless():
 
 
 def test_launch_refuses_an_old_schema(tmp_path, monkeypatch, capsys):
+    from rlmusic.cli.main import main
+
     url = f"sqlite:///{tmp_path / 'old.db'}"
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
     monkeypatch.setattr(launch.os, "execv", lambda *a: pytest.fail("must not start streamlit"))
-    assert launch.main(argparse.Namespace(port=8765)) == 1
-    assert "run `rlmusic db upgrade`" in capsys.readouterr().err
+    assert main(["app", "--port", "8765"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlmusic app: error: ") and "run `rlmusic db upgrade`" in err and err.count("\n") == 1
     db.dispose_engine(url)
 
 
@@ -327,9 +331,9 @@ def test_a_served_clip_that_disappeared_is_reported_not_crashed(engine):
 
 
 def test_rlmusic_app_command_is_routed_here():
-    from rlmusic import cli
+    from rlmusic.cli.main import build_parser
 
-    parser = cli.build_parser("app")
+    parser = build_parser("app")
     assert parser.parse_args(["--port", "9000"]).port == 9000
     assert parser.parse_args([]).port == launch.DEFAULT_PORT
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import db
-from rlmusic import audio
-from rlmusic.representation import DEFAULT_VOCAB as V
+from rlmusic.audio.render import duration_seconds
+from rlmusic.music.representation import DEFAULT_VOCAB as V
 
 pytestmark = pytest.mark.browser
 
@@ -84,7 +84,7 @@ def server(tmp_path_factory):
     log = root / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rlmusic.cli", "app", "--port", str(port)],
+            [sys.executable, "-m", "rlmusic", "app", "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
@@ -190,7 +190,7 @@ def test_rate_and_compare_in_a_real_browser(browser, server, artifacts):
 
     clip_id = shown_clip(page)
     [duration] = audio_durations(page, 1)
-    assert duration == pytest.approx(audio.duration_seconds(server.tokens[clip_id], TEMPO), abs=0.05)
+    assert duration == pytest.approx(duration_seconds(server.tokens[clip_id], TEMPO), abs=0.05)
     rate_shot = artifacts / "rate.png"
     page.screenshot(path=str(rate_shot), full_page=True)
 
@@ -209,7 +209,7 @@ def test_rate_and_compare_in_a_real_browser(browser, server, artifacts):
     shown = [int(m) for m in re.findall(r"Clip (\d+)", page.inner_text('[data-testid="stMain"]'))]
     assert len(shown) == 2 and shown[0] != shown[1]
     for d, cid in zip(durations, shown):
-        assert d == pytest.approx(audio.duration_seconds(server.tokens[cid], TEMPO), abs=0.05)
+        assert d == pytest.approx(duration_seconds(server.tokens[cid], TEMPO), abs=0.05)
     compare_shot = artifacts / "compare.png"
     page.screenshot(path=str(compare_shot), full_page=True)
     page.get_by_role("button", name="A is better").click()

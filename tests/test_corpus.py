@@ -7,26 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlmusic import cli
-from rlmusic.corpus import (
+from rlmusic.cli import main as cli
+from rlmusic.corpus.build import build_corpus
+from rlmusic.corpus.cache import SHIPPED_DIR, load_corpus
+from rlmusic.corpus.encode import encode_item, estimate_key
+from rlmusic.corpus.pieces import Corpus, make_splits
+from rlmusic.corpus.sources import (
     ADJ_GRACE,
     ADJ_POLY,
     ADJ_REPEATS,
     ADJ_ROUNDED,
     CORPUS_FORMAT_VERSION,
-    SHIPPED_DIR,
     SKIP_EMPTY,
     SKIP_TUPLET,
-    Corpus,
-    build_corpus,
     corpus_key,
-    encode_item,
-    estimate_key,
-    load_corpus,
-    make_splits,
     parse_sources,
 )
-from rlmusic.representation import DEFAULT_VOCAB, Vocabulary, tokens_to_notes
+from rlmusic.music.representation import DEFAULT_VOCAB, Vocabulary, tokens_to_notes
 
 DATA = Path(__file__).parent / "data"
 V = DEFAULT_VOCAB

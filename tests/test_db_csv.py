@@ -8,7 +8,8 @@ import argparse
 import pytest
 
 import db
-from db.cli import add_ratings_arguments, ratings_main
+from rlmusic.cli.ratings import add_arguments as add_ratings_arguments
+from rlmusic.cli.ratings import main as ratings_main
 
 pytest_plugins = ["db_fixtures"]
 
@@ -281,13 +282,17 @@ def test_ratings_command_import_and_export(engine, db_url, clips, tmp_path, caps
     assert (tmp_path / "s.csv").read_text().strip() == "clip_id,rater,stars"
 
 
-def test_ratings_command_refuses_an_old_schema(db_url, tmp_path):
-    with pytest.raises(ValueError, match="rlmusic db upgrade"):
-        _run(["export", str(tmp_path / "x.csv"), "--url", db_url])
+def test_ratings_command_refuses_an_old_schema(db_url, tmp_path, capsys):
+    from rlmusic.cli.main import main
+
+    assert main(["ratings", "export", str(tmp_path / "x.csv"), "--url", db_url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run `rlmusic db upgrade`" in err and "schema" in err
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_rlmusic_router_prints_bad_rows_without_traceback(engine, db_url, clips, tmp_path, capsys):
-    from rlmusic.cli import main
+    from rlmusic.cli.main import main
 
     path = write(tmp_path / "bad.csv", f"clip_id,rater,stars\n{clips[0]},ann,4\n{clips[1]},bob,8\n")
     assert main(["ratings", "import", str(path), "--url", db_url]) == 1

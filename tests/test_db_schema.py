@@ -10,8 +10,9 @@ from alembic import command
 from sqlalchemy import inspect, text
 
 import db
-from db.cli import add_db_arguments, db_main
 from db.schema import alembic_config
+from rlmusic.cli.db import add_arguments as add_db_arguments
+from rlmusic.cli.db import main as db_main
 
 pytest_plugins = ["db_fixtures"]
 

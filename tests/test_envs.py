@@ -5,7 +5,8 @@ import torch
 
 import envs
 from envs.melody import BatchedMelodyVecEnv, MelodyEnv
-from rlmusic.model import MelodyLSTM, ModelConfig, save_model
+from rlmusic.models.checkpoint import save_model
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
 
 TINY = dict(embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0, max_steps=64)
 

@@ -5,10 +5,11 @@ import pretty_midi
 import pytest
 import torch
 
-from rlmusic.cli import main as cli
-from rlmusic.generate import read_manifest
-from rlmusic.model import MelodyLSTM, ModelConfig, save_model
-from rlmusic.representation import Vocabulary, midi_to_tokens, tokens_to_notes
+from rlmusic.cli.main import main as cli
+from rlmusic.models.checkpoint import save_model
+from rlmusic.models.generate import read_manifest
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.representation import Vocabulary, midi_to_tokens, tokens_to_notes
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_generate_writes_midi_and_manifest_contract(tiny_model, tmp_path):
 
 def _canonical(tokens, vocab):
     """Tokens as they decode: a HOLD with nothing to hold is a rest."""
-    from rlmusic.representation import notes_to_tokens
+    from rlmusic.music.representation import notes_to_tokens
 
     return notes_to_tokens(tokens_to_notes(tokens, vocab), vocab, steps=len(tokens))
 
@@ -55,7 +56,7 @@ def test_same_seed_same_output_other_seed_other_output(tiny_model, tmp_path):
 
 
 def test_primer_opens_every_clip(tiny_model, tmp_path):
-    from rlmusic.representation import Note, notes_to_midi
+    from rlmusic.music.representation import Note, notes_to_midi
 
     primer = tmp_path / "primer.mid"
     notes_to_midi([Note(0, 2, 60), Note(2, 2, 64), Note(4, 4, 43)]).write(str(primer))  # 43 folds to 55

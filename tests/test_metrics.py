@@ -5,11 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from rlmusic import metrics, originality, structure
-from rlmusic.cli import main as cli
-from rlmusic.model import MelodyLSTM, ModelConfig, save_model
-from rlmusic.representation import DEFAULT_VOCAB as V
-from rlmusic.representation import Vocabulary
+from rlmusic.cli.main import main as cli
+from rlmusic.evaluation.table import CONTRACT_KEYS, evaluate_model, evaluate_tokens
+from rlmusic.models.checkpoint import save_model
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.originality import (
+    NgramIndex,
+    batch_diversity,
+    interval_ngrams,
+    note_pitches,
+    originality_scores,
+)
+from rlmusic.music.representation import DEFAULT_VOCAB as V
+from rlmusic.music.representation import Vocabulary
+from rlmusic.music.structure import structure_scores
 
 DATA = Path(__file__).parent / "data"
 R, H = Vocabulary.REST, Vocabulary.HOLD
@@ -38,22 +47,22 @@ SHARES = ("notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic",
 
 
 def test_interval_ngrams_are_transposition_invariant():
-    a = originality.interval_ngrams(np.array([60, 62, 64, 65, 67, 60]), 4)
-    b = originality.interval_ngrams(np.array([50, 52, 54, 55, 57, 50]), 4)
+    a = interval_ngrams(np.array([60, 62, 64, 65, 67, 60]), 4)
+    b = interval_ngrams(np.array([50, 52, 54, 55, 57, 50]), 4)
     assert len(a) == 2 and np.array_equal(a, b)
     assert a[0] != a[1]
-    assert len(originality.interval_ngrams(np.array([60, 62, 64]), 4)) == 0
+    assert len(interval_ngrams(np.array([60, 62, 64]), 4)) == 0
     with pytest.raises(ValueError, match="9"):
-        originality.interval_ngrams(np.arange(20), 9)
+        interval_ngrams(np.arange(20), 9)
 
 
 def test_novelty_and_copied_span_by_hand():
     piece = mel(60, "-", 62, 64, "r", 65, 67, 69, 71, 72, 71, 69, 67)  # 11 notes
-    index = originality.NgramIndex.build([piece], V, n=4, span_n=6)
+    index = NgramIndex.build([piece], V, n=4, span_n=6)
     # the same notes a fifth up, another rhythm: nothing novel, all 11 notes copied
     up = mel(67, 69, 71, "-", 72, 74, 76, 78, 79, "r", 78, 76, 74)
-    assert index.novelty(originality.note_pitches(up)) == 0.0
-    assert index.longest_copied_span(originality.note_pitches(up)) == 11
+    assert index.novelty(note_pitches(up)) == 0.0
+    assert index.longest_copied_span(note_pitches(up)) == 11
     # first 8 notes copied, then a new turn: 4-grams 0..3 known, 4..7 not
     mixed = np.array([60, 62, 64, 65, 67, 69, 71, 72, 60, 61, 59, 58])
     assert index.longest_copied_span(mixed) == 8
@@ -66,8 +75,8 @@ def test_novelty_and_copied_span_by_hand():
 def test_copied_span_stays_within_one_piece():
     a = mel(60, 62, 64, 65, 67, 69, 71, 72)
     b = mel(72, 74, 76, 77, 79, 81, 83, 84)  # continues a's scale but is another piece
-    index = originality.NgramIndex.build([a, b], V, n=4, span_n=4)
-    both = np.concatenate([originality.note_pitches(a), originality.note_pitches(b)[1:]])
+    index = NgramIndex.build([a, b], V, n=4, span_n=4)
+    both = np.concatenate([note_pitches(a), note_pitches(b)[1:]])
     # a 15-note scale matches n-grams of both pieces, but one piece holds 8 notes at most
     span = index.longest_copied_span(both)
     assert span == 8
@@ -78,38 +87,42 @@ def test_originality_scores_and_collapse():
     tune = np.concatenate([corpus[0], np.full(1, R)])
     other = mel(60, 67, 61, 70, 59, 75, 58, 49, 80, 52, 66, 63, 77, 55, 68, 71)
     same = np.stack([tune, tune, tune])
-    s = originality.originality_scores(same, V, corpus, max_copied_notes=8)
+    s = originality_scores(same, V, corpus, max_copied_notes=8)
     assert np.all(s["novelty"] == 0) and np.all(s["diversity"] == 0)
     assert np.all(s["copied_notes"] == 15)
     assert s["copy_penalty"] == pytest.approx(np.full(3, 7 / 8))
-    mixed = originality.originality_scores(np.stack([tune, other]), V, corpus, max_copied_notes=8)
+    mixed = originality_scores(np.stack([tune, other]), V, corpus, max_copied_notes=8)
     assert mixed["novelty"][1] == 1.0 and mixed["diversity"][1] == 1.0
     assert mixed["originality"][1] == 1.0 and mixed["copied_notes"][1] == 0
-    assert originality.batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
+    assert batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
     with pytest.raises(ValueError, match="max_copied_notes"):
-        originality.originality_scores(same, V, corpus, max_copied_notes=0)
+        originality_scores(same, V, corpus, max_copied_notes=0)
 
 
 # --------------------------------------------------------------------------- evaluate_tokens
 
 
 def test_evaluate_tokens_with_models(tmp_path):
-    from rlmusic.model import load_model
+    from rlmusic.models.checkpoint import load_model
 
     prior = load_model(tiny_model(tmp_path / "p", 0))
     other = load_model(tiny_model(tmp_path / "q", 1))
     tokens = prior.sample(16, 32, generator=torch.Generator().manual_seed(0)).numpy()
-    t = metrics.evaluate_tokens(tokens, V, prior=prior, model=prior, corpus=[tokens[0]])
-    assert t["kl_per_note"] == pytest.approx(0.0, abs=1e-6)  # the model is the prior
-    assert t["log_p_prior_per_note"] < 0
+    t = evaluate_tokens(tokens, V, prior=prior, model=prior, corpus=[tokens[0]])
+    assert t["kl_per_step"] == pytest.approx(0.0, abs=1e-6)  # the model is the prior
+    assert t["kl_per_note"] == pytest.approx(0.0, abs=1e-6)
+    assert t["log_p_prior_per_step"] < 0
     assert t["novelty"] < 1.0  # tokens[0] is the corpus
-    t2 = metrics.evaluate_tokens(tokens, V, prior=prior, model=other, corpus=None)
-    assert t2["kl_per_note"] != pytest.approx(0.0, abs=1e-3)
+    t2 = evaluate_tokens(tokens, V, prior=prior, model=other, corpus=None)
+    assert t2["kl_per_step"] > 1e-3
+    # per note onset: the KL of all steps over the onsets, so larger than per step
+    onsets = (tokens >= V.FIRST_PITCH_TOKEN).sum()
+    assert t2["kl_per_note"] == pytest.approx(t2["kl_per_step"] * tokens.size / onsets)
     assert np.isnan(t2["novelty"])
     with pytest.raises(ValueError, match="prior"):
-        metrics.evaluate_tokens(tokens, V, model=other)
+        evaluate_tokens(tokens, V, model=other)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        metrics.evaluate_tokens(np.full((2, 4), V.size), V)
+        evaluate_tokens(np.full((2, 4), V.size), V)
 
 
 # --------------------------------------------------------------------------- the command
@@ -119,19 +132,20 @@ def test_evaluate_command_json_and_plot(tmp_path, capsys):
     m = tiny_model(tmp_path / "m", 0)
     out, png = tmp_path / "e.json", tmp_path / "e.png"
     code = cli(["evaluate", "--model", str(m), "--prior", str(m), "-n", "12", "--steps", "32",
-                "--json", str(out), "--plot", str(png), "--seed", "3", "--device", "cpu"])
+                "--json", str(out), "--plot", str(png), "--seed", "3", "--device", "cpu", "--corpus", "irish"])
     assert code == 0
     table = capsys.readouterr().out
     data = json.loads(out.read_text())
-    for key in metrics.CONTRACT_KEYS:
+    for key in CONTRACT_KEYS:
         assert key in table and data[key] is not None, key
     for key in SHARES:
         assert 0.0 <= data[key] <= 1.0, key
     assert data["n"] == 12 and data["steps"] == 32
-    assert data["kl_per_note"] == pytest.approx(0.0, abs=1e-6)
+    assert data["kl_per_step"] == pytest.approx(0.0, abs=1e-6)
+    assert data["reference_corpus"] == "irish" and f"reference prior {m}" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # same seed, same table
-    again = metrics.evaluate_model(m, n=12, steps=32, seed=3, prior_dir=m, device="cpu")
+    again = evaluate_model(m, n=12, steps=32, seed=3, prior_dir=m, device="cpu", corpus="irish")
     assert again["structure"] == data["structure"] and again["novelty"] == data["novelty"]
 
 
@@ -143,26 +157,64 @@ def test_evaluate_compare(tmp_path):
                 "--corpus", "none"]) == 0
     data = json.loads(out.read_text())
     assert set(data) == {"a", "b", "diff"}
-    assert data["diff"]["kl_per_note"] == pytest.approx(data["b"]["kl_per_note"] - data["a"]["kl_per_note"])
+    assert data["diff"]["kl_per_step"] == pytest.approx(data["b"]["kl_per_step"] - data["a"]["kl_per_step"])
     assert data["a"]["novelty"] is None  # --corpus none
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
-def test_evaluate_midi_folder_counts_skips(tmp_path, capsys):
+def test_compare_takes_each_models_reference_from_its_provenance(tmp_path, capsys):
+    from rlmusic.models.checkpoint import Provenance, load_model
+
+    torch.manual_seed(0)
+    prior = save_model(MelodyLSTM(ModelConfig(hidden_size=16, num_layers=1, embed_dim=8)), tmp_path / "prior",
+                       Provenance(kind="prior", extra={"pretrain": {"corpus": "bach"}}))
+    torch.manual_seed(1)
+    tuned = save_model(MelodyLSTM(ModelConfig(hidden_size=16, num_layers=1, embed_dim=8)), tmp_path / "tuned",
+                       Provenance(kind="tuned", parent_model=str(prior)))
+    out = tmp_path / "c.json"
+    assert cli(["evaluate", "--compare", str(prior), str(tuned), "-n", "8", "--steps", "16",
+                "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{tuned}: reference prior {prior.resolve()}, novelty against bach" in printed
+    data = json.loads(out.read_text())
+    assert data["a"]["reference_prior"] == data["b"]["reference_prior"] == str(prior.resolve())
+    assert data["a"]["reference_corpus"] == data["b"]["reference_corpus"] == "bach"
+    assert data["a"]["kl_per_step"] == pytest.approx(0.0, abs=1e-6)  # the prior against itself
+    expected = evaluate_tokens(  # the tuned model against *its* prior, not the shipped one
+        load_model(tuned).sample(8, 16, generator=torch.Generator().manual_seed(0)).numpy(), V,
+        prior=load_model(prior), model=load_model(tuned))
+    assert data["b"]["kl_per_step"] == pytest.approx(expected["kl_per_step"], rel=1e-5)
+    # a tuned model whose prior is gone: one clear line naming it
+    (prior / "config.json").unlink()
+    assert cli(["evaluate", "--model", str(tuned), "-n", "2", "--steps", "8"]) == 1
+    assert "names its prior" in capsys.readouterr().err
+
+
+def test_evaluate_midi_folder_reads_multitrack_files_like_the_corpus(tmp_path, capsys):
     m = tiny_model(tmp_path / "m", 0)
     out = tmp_path / "midi.json"
     assert cli(["evaluate", "--midi", str(DATA), "--prior", str(m), "--steps", "64",
-                "--json", str(out)]) == 0
-    assert "skipped 1 MIDI file(s)" in capsys.readouterr().out  # chords.mid is polyphonic
+                "--json", str(out), "--corpus", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "read 3 MIDI file(s)" in printed
+    assert "1 x top line of 4 tracks" in printed  # satb.mid: four voices, as corpus build reads them
+    assert "under the top line dropped" in printed  # chords.mid: one polyphonic track
     data = json.loads(out.read_text())
-    assert data["n"] == 1 and data["skipped_files"] == 1 and "kl_per_note" not in data
+    assert data["n"] == 3 and data["skipped_files"] == 0 and "kl_per_step" not in data
+    # --track N reads one voice; files without that track are skipped and counted
+    assert cli(["evaluate", "--midi", str(DATA), "--prior", str(m), "--track", "1", "--corpus", "none",
+                "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 x track 1 of 4" in printed and "skipped 2 MIDI file(s)" in printed
+    assert json.loads(out.read_text())["n"] == 1
+    assert cli(["evaluate", "--midi", str(DATA), "--prior", str(m), "--track", "5", "--corpus", "none"]) == 1
+    assert "no readable MIDI melody" in capsys.readouterr().err
+    assert cli(["evaluate", "--prior", str(m), "--track", "1"]) == 1
+    assert "--track reads a track of each --midi file" in capsys.readouterr().err
 
 
-def test_evaluate_errors(tmp_path, monkeypatch, capsys):
-    import rlmusic.model
-
-    monkeypatch.setattr(rlmusic.model, "default_prior_dir", lambda: tmp_path / "no_prior")
-    assert cli(["evaluate", "-n", "2"]) == 1
+def test_evaluate_errors(tmp_path, capsys):
+    assert cli(["evaluate", "-n", "2", "--prior", str(tmp_path / "no_prior")]) == 1
     assert "no_prior" in capsys.readouterr().err
     assert cli(["evaluate", "-n", "0"]) == 1
     assert "-n 0" in capsys.readouterr().err
@@ -173,7 +225,8 @@ def test_evaluate_errors(tmp_path, monkeypatch, capsys):
 
 
 def _corpus():
-    from rlmusic.corpus import SHIPPED_DIR, corpus_key, load_corpus
+    from rlmusic.corpus.cache import SHIPPED_DIR, load_corpus
+    from rlmusic.corpus.sources import corpus_key
 
     # the shipped corpus loads in a second; without it, build a small one
     limit = None if (SHIPPED_DIR / f"{corpus_key(['irish'])}.npz").exists() else 120
@@ -188,15 +241,15 @@ def test_real_tunes_vs_shuffled_and_random():
     rng = np.random.default_rng(0)
     shuffled = np.stack([rng.permutation(r) for r in real])
     random = rng.integers(0, V.size, real.shape)
-    s_real, s_shuf, s_rand = (structure.structure_scores(x).mean() for x in (real, shuffled, random))
+    s_real, s_shuf, s_rand = (structure_scores(x).mean() for x in (real, shuffled, random))
     assert s_real > s_shuf + 0.1 and s_real > s_rand + 0.08
 
     train = corpus.split("train")
-    index = originality.NgramIndex.build(train, corpus.vocab)
+    index = NgramIndex.build(train, corpus.vocab)
     copies = np.stack([s[:T] for s in train[:80] if len(s) >= T])
-    o_real = originality.originality_scores(real, corpus.vocab, index)
-    o_copy = originality.originality_scores(copies, corpus.vocab, index)
-    o_rand = originality.originality_scores(random, corpus.vocab, index)
+    o_real = originality_scores(real, corpus.vocab, index)
+    o_copy = originality_scores(copies, corpus.vocab, index)
+    o_rand = originality_scores(random, corpus.vocab, index)
     # memorised tunes: nothing novel, long copied runs; held-out tunes: short copied runs
     assert o_copy["novelty"].max() == 0.0
     assert np.median(o_copy["copied_notes"]) > 2 * np.median(o_real["copied_notes"])
@@ -204,4 +257,4 @@ def test_real_tunes_vs_shuffled_and_random():
     # random tokens are "novel" but share nothing with the corpus: novelty alone is no goal
     assert o_rand["novelty"].mean() > 0.9 > o_real["novelty"].mean() + 0.5
     # a batch collapsed to one tune is seen at once
-    assert originality.batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < originality.batch_diversity(real)
+    assert batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < batch_diversity(real)

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlmusic.model import (
-    MelodyLSTM,
-    ModelConfig,
-    Provenance,
-    load_model,
-    load_provenance,
-    save_model,
-)
-from rlmusic.representation import Vocabulary, VocabularyMismatchError
+from rlmusic.models.checkpoint import Provenance, load_model, load_provenance, save_model
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
 
 TINY = dict(embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0)
 
@@ -113,7 +107,7 @@ def test_weights_that_do_not_match_config_raise(tmp_path):
 
 
 def test_sample_tokens_batches_do_not_change_shape():
-    from rlmusic.generate import sample_tokens
+    from rlmusic.models.generate import sample_tokens
 
     m = tiny()
     out = sample_tokens(m, 10, 16, seed=3, batch_size=4)

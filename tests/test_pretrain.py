@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from rlmusic.cli import main as cli
-from rlmusic.model import load_model, load_provenance
-from rlmusic.pretrain import PAD, PretrainConfig, inputs_for, make_chunks, pretrain, start_cleanly
+from rlmusic.cli.main import main as cli
+from rlmusic.models.checkpoint import load_model, load_provenance
+from rlmusic.models.pretrain import (
+    PAD,
+    PretrainConfig,
+    inputs_for,
+    make_chunks,
+    pretrain,
+    start_cleanly,
+)
 
 TINY = ["--embed-dim", "8", "--hidden-size", "32", "--num-layers", "1", "--dropout", "0.0",
         "--seq-len", "64", "--batch-size", "16", "--lr", "0.01", "--no-progress"]
@@ -66,7 +73,7 @@ def test_killed_run_resumes_and_ends_where_an_unbroken_run_ends(tmp_path, monkey
                          batch_size=8, max_epochs=3, patience=10)
     pretrain(cfg, tmp_path / "whole", device="cpu", progress=False, sequences=seqs)
 
-    from rlmusic.pretrain import Trainer
+    from rlmusic.models.pretrain import Trainer
 
     original = Trainer.save_checkpoint
 
@@ -101,8 +108,8 @@ def test_bad_config_key_is_named(tmp_path):
 
 
 def cli_strict(argv):
-    from rlmusic.cli import build_parser
-    from rlmusic.pretrain import config_from_args
+    from rlmusic.cli.main import build_parser
+    from rlmusic.cli.pretrain import config_from_args
 
     args = build_parser(argv[0]).parse_args(argv[1:])
     return config_from_args(args)

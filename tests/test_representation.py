@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlmusic.representation import (
+from rlmusic.music.representation import (
     DEFAULT_VOCAB,
     EmptyMelodyError,
     MelodyError,
@@ -125,7 +125,7 @@ def test_real_midi_file_in_tests_data():
 
 
 def pretty_midi_tempo(pm):
-    from rlmusic.representation import midi_tempo
+    from rlmusic.music.representation import midi_tempo
 
     return midi_tempo(pm)
 

@@ -5,20 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlmusic.model import MelodyLSTM, ModelConfig, save_model
-from rlmusic.representation import Vocabulary, VocabularyMismatchError
-from rlmusic.reward_model import (
-    GuardConfig,
-    GuardedRewardModel,
-    RewardConfig,
-    RunningMeanStd,
-    fit_reward_model,
-    load_reward_model,
-    melody_statistics,
-    normalise_stars,
-    rankdata,
-    spearman,
-)
+from rlmusic.feedback.features import melody_statistics
+from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model
+from rlmusic.feedback.guard import GuardConfig, GuardedRewardModel, RunningMeanStd
+from rlmusic.feedback.judgements import normalise_stars, rankdata, spearman
+from rlmusic.feedback.reward_model import load_reward_model
+from rlmusic.models.checkpoint import save_model
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
 
 TINY = dict(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64)
 FAST = dict(ensemble=3, epochs=150)
@@ -81,7 +75,7 @@ def test_stars_are_normalised_within_each_rater():
 def test_a_harsh_and_a_kind_rater_with_the_same_ordering_give_the_same_fit(prior_dir):
     tokens = melodies(40)
     q = rising(tokens)
-    config = RewardConfig(**FAST, split="clip")
+    config = RewardModelConfig(**FAST, split="clip")
     harsh = fit_reward_model(star_rows_for(tokens, q, "harsh", 0, scale=3), [], prior_dir, config)
     kind = fit_reward_model(star_rows_for(tokens, q, "kind", 2, scale=3), [], prior_dir, config)
     np.testing.assert_allclose(harsh.score(tokens), kind.score(tokens), atol=1e-5)
@@ -94,7 +88,7 @@ def test_a_harsh_and_a_kind_rater_with_the_same_ordering_give_the_same_fit(prior
 def test_bradley_terry_recovers_a_known_ordering(prior_dir):
     tokens = melodies(60, seed=1)
     q = rising(tokens)
-    model = fit_reward_model([], pair_rows_for(tokens, q, 300), prior_dir, RewardConfig(**FAST, split="clip"))
+    model = fit_reward_model([], pair_rows_for(tokens, q, 300), prior_dir, RewardModelConfig(**FAST, split="clip"))
     held = model.metrics
     assert held["n_test_pairs"] > 20
     assert held["pairwise_accuracy"] > 0.8  # chance 0.5
@@ -107,8 +101,8 @@ def test_ties_count_as_half_wins_or_are_skipped(prior_dir):
     q = rising(tokens)
     pairs = pair_rows_for(tokens, q, 60)
     pairs += [{**p, "comparison_id": 1000 + i, "winner": "tie"} for i, p in enumerate(pairs[:10])]
-    half = fit_reward_model([], pairs, prior_dir, RewardConfig(**FAST, ties="half", split="clip"))
-    skip = fit_reward_model([], pairs, prior_dir, RewardConfig(**FAST, ties="skip", split="clip"))
+    half = fit_reward_model([], pairs, prior_dir, RewardModelConfig(**FAST, ties="half", split="clip"))
+    skip = fit_reward_model([], pairs, prior_dir, RewardModelConfig(**FAST, ties="skip", split="clip"))
     assert half.meta["data"]["n_ties"] == skip.meta["data"]["n_ties"] >= 10
     assert half.meta["data"]["ties"] == "half" and skip.meta["data"]["ties"] == "skip"
     assert not np.allclose(half.score(tokens), skip.score(tokens))  # the ties did enter the half fit
@@ -120,14 +114,14 @@ def test_refuses_to_fit_on_too_few_ratings(prior_dir):
     with pytest.raises(ValueError, match=r"too few ratings.*: 7 \(5 star ratings \+ 2 comparisons\), need at least 20"):
         fit_reward_model(rows, pair_rows_for(tokens, rising(tokens), 2), prior_dir)
     with pytest.raises(ValueError, match="ties must be one of"):
-        fit_reward_model(rows, [], prior_dir, RewardConfig(ties="drop", min_ratings=1))
+        fit_reward_model(rows, [], prior_dir, RewardModelConfig(ties="drop", min_ratings=1))
 
 
 def test_save_load_round_trip(prior_dir, tmp_path):
     tokens = melodies(40)
     q = rising(tokens)
     stars = star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100)
-    model = fit_reward_model(stars, pair_rows_for(tokens, q, 30), prior_dir, RewardConfig(**FAST))
+    model = fit_reward_model(stars, pair_rows_for(tokens, q, 30), prior_dir, RewardModelConfig(**FAST))
     model.save(tmp_path / "rm")
     loaded = load_reward_model(tmp_path / "rm")
     np.testing.assert_allclose(loaded.score(tokens), model.score(tokens), atol=1e-6)
@@ -147,7 +141,7 @@ def test_save_load_round_trip(prior_dir, tmp_path):
 def test_loading_with_a_prior_of_another_vocabulary_raises(prior_dir, tmp_path):
     tokens = melodies(30)
     model = fit_reward_model(star_rows_for(tokens, rising(tokens), "a", 0), [], prior_dir,
-                             RewardConfig(**FAST, split="clip"))
+                             RewardModelConfig(**FAST, split="clip"))
     model.save(tmp_path / "rm")
     other = save_model(MelodyLSTM(ModelConfig(**TINY, min_pitch=36, max_pitch=96)), tmp_path / "other")
     with pytest.raises(VocabularyMismatchError, match="another vocabulary"):
@@ -172,7 +166,7 @@ def test_guarded_model_normalises_with_running_stats(prior_dir):
     tokens = melodies(40)
     q = rising(tokens)
     model = fit_reward_model(star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100),
-                             [], prior_dir, RewardConfig(**FAST))
+                             [], prior_dir, RewardModelConfig(**FAST))
     best = tokens[np.argsort(-model.score(tokens))[:8]]  # a policy that found the best melodies
     raw = model.score(best).mean()
     assert raw > 1  # well above the training melodies' mean

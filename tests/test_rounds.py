@@ -11,13 +11,17 @@ import pytest
 import torch
 
 import db
-from rlmusic.cli import main as cli_main
-from rlmusic.generate import sample_tokens, write_clips
-from rlmusic.model import load_model, load_provenance
-from rlmusic.reward_model import GuardConfig, OverOptimisationWarning, RewardConfig
-from rlmusic.rounds import _enqueue, run_round
-from rlmusic.simulate import simulate_raters, taste_score
-from rlmusic.tune import TuneConfig
+from rlmusic.cli.generate import enqueue_rows
+from rlmusic.cli.main import main as cli_main
+from rlmusic.cli.round import DbStore
+from rlmusic.cli.simulate import simulate_raters
+from rlmusic.feedback.fit import RewardModelConfig
+from rlmusic.feedback.guard import GuardConfig, OverOptimisationWarning
+from rlmusic.feedback.rounds import run_round
+from rlmusic.feedback.simulate import taste_score
+from rlmusic.models.checkpoint import load_model, load_provenance
+from rlmusic.models.generate import sample_tokens, write_clips
+from rlmusic.tuning.config import TuneConfig
 
 STEPS = 32
 TASTE = "rising"  # ends higher than it starts: no theory rule rewards it
@@ -33,8 +37,8 @@ TUNE = dict(steps=STEPS, n_envs=16, n_steps=64, batch_size=256, n_epochs=4, lear
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):
     """A 1x32 LSTM pretrained for 3 epochs on part of the shipped Irish corpus (~3 s)."""
-    from rlmusic.corpus import load_corpus
-    from rlmusic.pretrain import PretrainConfig, pretrain
+    from rlmusic.corpus.cache import load_corpus
+    from rlmusic.models.pretrain import PretrainConfig, pretrain
 
     torch.set_num_threads(1)  # module fixture: runs before the function-scoped _one_thread
     corpus = load_corpus("irish", progress=False)
@@ -57,9 +61,8 @@ def engine(tmp_path, monkeypatch):
 
 def enqueue_prior_clips(engine, prior_dir, tmp_path, n=120, seed=1):
     prior = load_model(prior_dir)
-    model_id = db.register_model(engine, name="prior", directory=prior_dir, kind="prior")
     rows = write_clips(sample_tokens(prior, n, STEPS, seed=seed), tmp_path / "clips0", prior.vocab, str(prior_dir), seed)
-    _enqueue(engine, rows, tmp_path / "clips0", model_id)
+    enqueue_rows(engine, rows, tmp_path / "clips0", prior_dir, prior.vocab, audio=False)
 
 
 def effect(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
@@ -74,8 +77,8 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     enqueue_prior_clips(engine, prior_dir, tmp_path)
     rated = simulate_raters(engine, n_raters=5, taste=TASTE, noise=0.5, per_rater=40, pairs=30, seed=0)
     assert rated["stars"] == 200 and rated["pairs"] == 150
-    summary = run_round(tmp_path / "round1", prior=prior_dir, tune_config=TuneConfig(**TUNE),
-                        reward_config=RewardConfig(features="stats"), n_clips=32, audio=False, active=True,
+    summary = run_round(tmp_path / "round1", DbStore(engine), prior=prior_dir, tune_config=TuneConfig(**TUNE),
+                        reward_config=RewardModelConfig(features="stats"), n_clips=32, audio=False, active=True,
                         device="cpu")
     # the reward model: held-out (rater-disjoint) accuracy clearly above chance
     metrics = summary["reward_metrics"]
@@ -91,10 +94,10 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     assert d > 0.25 and diff - half > 0  # seeded run: d ~ 0.45
     # ... while the KL and the theory metrics stay within limits
     b, a = summary["before"], summary["after"]
-    assert b["kl_per_note"] == pytest.approx(0, abs=1e-6) and a["kl_per_note"] < 0.6
+    assert b["kl_per_step"] == pytest.approx(0, abs=1e-6) and a["kl_per_step"] < 0.6
     assert a["notes_not_in_key"] <= b["notes_not_in_key"] + 0.05
     assert a["notes_excessively_repeated"] <= 0.05
-    assert a["theory_reward_per_note"] >= b["theory_reward_per_note"] - 0.1
+    assert a["theory_reward_per_step"] >= b["theory_reward_per_step"] - 0.1
     # bookkeeping: the round, the provenance, the queue
     (round_,) = db.list_rounds(engine)
     assert round_["tuned_model_id"] == summary["tuned_model_id"]
@@ -115,10 +118,10 @@ def test_an_absurd_human_weight_trips_the_guard(engine, prior_dir, tmp_path, cap
         "steps = 32\nn_envs = 16\nn_steps = 64\nbatch_size = 256\nlearning_rate = 1e-2\nbeta = 0.0\n"
         "theory_weight = 0.0\nhuman_weight = 1000.0\neval_every = 0\neval_melodies = 32\ncheckpoint_every = 0\n"
         'eval_corpus = ""\n\n[reward]\nfeatures = "stats"\nensemble = 3\n\n'
-        '[guard]\nmax_kl_per_note = 0.2\npatience = 1\naction = "stop"\n'
+        '[guard]\nmax_kl_per_step = 0.2\npatience = 1\naction = "stop"\n'
     )
     out = tmp_path / "absurd"
-    with pytest.warns(OverOptimisationWarning, match=r"KL .* nats/note > max_kl_per_note=0.2.*stopping training"):
+    with pytest.warns(OverOptimisationWarning, match=r"over-optimisation guard at .*stopping training"):
         code = cli_main(["round", "--out", str(out), "--prior", str(prior_dir), "--config", str(config),
                          "--timesteps", "16384", "--n-clips", "4", "--no-audio", "--device", "cpu", "--threads", "1"])
     assert code == 0
@@ -137,5 +140,8 @@ def test_bad_round_options_fail_before_training(engine, prior_dir, tmp_path):
     with pytest.raises(ValueError, match="unknown guard config keys"):
         GuardConfig.from_dict({"max_kl": 1})
     with pytest.raises(ValueError, match="too few ratings"):
-        run_round(tmp_path / "r", prior=prior_dir, tune_config=TuneConfig(**TUNE), audio=False, device="cpu")
+        run_round(tmp_path / "r", DbStore(engine), prior=prior_dir, tune_config=TuneConfig(**TUNE), audio=False,
+                  device="cpu")
     assert not (Path(tmp_path) / "r" / "model").exists()
+    (job,) = db.list_jobs(engine)  # the failed round is on record, with its error
+    assert job["kind"] == "round" and job["status"] == "failed" and "too few ratings" in job["error"]

@@ -7,10 +7,10 @@ import pretty_midi
 import pytest
 from music21 import converter
 
-from rlmusic.cli import main as cli
-from rlmusic.generate import read_manifest
-from rlmusic.model import default_prior_dir, load_model, load_provenance
-from rlmusic.representation import DEFAULT_VOCAB
+from rlmusic.cli.main import main as cli
+from rlmusic.models.checkpoint import default_prior_dir, load_model, load_provenance
+from rlmusic.models.generate import read_manifest
+from rlmusic.music.representation import DEFAULT_VOCAB
 
 WHITE_KEYS = {0, 2, 4, 5, 7, 9, 11}
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import db
-from rlmusic.cli import main as cli_main
-from rlmusic.representation import Note, Vocabulary, notes_to_tokens
-from rlmusic.reward_model import spearman
-from rlmusic.simulate import SILENT, make_raters, simulate_raters, taste_score
+from rlmusic.cli.main import main as cli_main
+from rlmusic.cli.simulate import simulate_raters
+from rlmusic.feedback.judgements import spearman
+from rlmusic.feedback.simulate import SILENT, make_raters, taste_score
+from rlmusic.music.representation import Note, Vocabulary, notes_to_tokens
 
 V = Vocabulary()
 

@@ -3,15 +3,30 @@ import math
 import numpy as np
 import pytest
 
-from rlmusic import structure as st
-from rlmusic import theory as th
-from rlmusic.representation import DEFAULT_VOCAB as V
-from rlmusic.representation import Vocabulary
+from rlmusic.music.context import A_MINOR, Key, MelodyView, RuleContext
+from rlmusic.music.metrics import leap_counts, music_theory_metrics
+from rlmusic.music.representation import DEFAULT_VOCAB as V
+from rlmusic.music.representation import Vocabulary
+from rlmusic.music.reward import (
+    RULES,
+    TheoryConfig,
+    get_rule,
+    melody_step_terms,
+    step_reward_terms,
+    step_rewards,
+)
+from rlmusic.music.rules import note_autocorrelation
+from rlmusic.music.structure import (
+    bar_similarity_matrix,
+    cadence_scores,
+    structure_score,
+    structure_terms,
+)
 
 R, H = Vocabulary.REST, Vocabulary.HOLD
 C4, D4, Eb4, E4, F4, Fs4, G4, A4, B4, C5 = 60, 62, 63, 64, 65, 66, 67, 69, 71, 72
-CTX = th.RuleContext()
-AMIN = th.RuleContext(key=th.A_MINOR)
+CTX = RuleContext()
+AMIN = RuleContext(key=A_MINOR)
 
 
 def mel(*items) -> list[int]:
@@ -24,24 +39,24 @@ def mel(*items) -> list[int]:
 
 def step(rule: str, melody: list[int], ctx=CTX) -> float:
     """Reward of the last token of ``melody`` given the ones before."""
-    return th.get_rule(rule).step(melody[:-1], melody[-1], ctx)
+    return get_rule(rule).step(melody[:-1], melody[-1], ctx)
 
 
 # --------------------------------------------------------------------------- keys
 
 
 def test_key_parse_and_scale():
-    assert th.Key.parse("C major").scale == (0, 2, 4, 5, 7, 9, 11)
-    assert th.Key.parse("A minor") == th.A_MINOR
-    assert th.Key.parse("A minor").scale == (9, 11, 0, 2, 4, 5, 7)
-    assert th.Key.parse("Bb mixolydian").tonic == 10
-    assert th.Key.parse("A minor").triad == (9, 0, 4)
+    assert Key.parse("C major").scale == (0, 2, 4, 5, 7, 9, 11)
+    assert Key.parse("A minor") == A_MINOR
+    assert Key.parse("A minor").scale == (9, 11, 0, 2, 4, 5, 7)
+    assert Key.parse("Bb mixolydian").tonic == 10
+    assert Key.parse("A minor").triad == (9, 0, 4)
     with pytest.raises(ValueError, match="lydian-ish"):
-        th.Key.parse("C lydian-ish")
+        Key.parse("C lydian-ish")
     with pytest.raises(ValueError, match="H major"):
-        th.Key.parse("H major")
+        Key.parse("H major")
     with pytest.raises(ValueError, match="13"):
-        th.Key(13, "major")
+        Key(13, "major")
 
 
 # --------------------------------------------------------------------------- in_key, tonic_start
@@ -50,7 +65,7 @@ def test_key_parse_and_scale():
 @pytest.mark.parametrize(
     "ctx,pitch,expected",
     [(CTX, C4, 0.0), (CTX, Fs4, -1.0), (CTX, 61, -1.0), (AMIN, G4, 0.0), (AMIN, 68, -1.0),
-     (AMIN, Fs4, -1.0), (th.RuleContext(key=th.Key.parse("D dorian")), B4, 0.0)],
+     (AMIN, Fs4, -1.0), (RuleContext(key=Key.parse("D dorian")), B4, 0.0)],
 )
 def test_in_key(ctx, pitch, expected):
     assert step("in_key", mel(C4, pitch), ctx) == expected
@@ -92,7 +107,7 @@ def test_non_repeating_with_rests_and_holds_between():
 
 
 def test_non_repeating_context_limits():
-    ctx = th.RuleContext(max_repeats=2)
+    ctx = RuleContext(max_repeats=2)
     assert step("non_repeating", mel(C4, C4, C4), ctx) == -1.0
     assert step("non_repeating", mel(C4, C4), ctx) == 0.0
 
@@ -167,20 +182,20 @@ def test_leap_up_back():
 
 def test_leaps_resolved_metric_excludes_a_leap_into_the_last_note():
     only_last = np.array([mel(C4, D4, E4, C5)])
-    assert th.leap_counts(only_last, CTX) == (0, 0)
-    assert th.music_theory_metrics(only_last)["leaps_resolved"] == 1.0
+    assert leap_counts(only_last, CTX) == (0, 0)
+    assert music_theory_metrics(only_last)["leaps_resolved"] == 1.0
     two = np.array([mel(C4, G4, F4, "-", C5, B4, "r", E4, 74)])
-    leaps, resolved = th.leap_counts(two, CTX)
+    leaps, resolved = leap_counts(two, CTX)
     # leaps: C4-G4 (resolved by F4), F4-C5 (resolved by B4), B4-E4 (next D5 is a leap up)
     assert (int(leaps[0]), int(resolved[0])) == (3, 2)
-    assert th.music_theory_metrics(two)["leaps_resolved"] == pytest.approx(2 / 3)
+    assert music_theory_metrics(two)["leaps_resolved"] == pytest.approx(2 / 3)
 
 
 # --------------------------------------------------------------------------- high/low, autocorrelation
 
 
 def test_high_low_unique_fires_at_the_last_step_only():
-    ctx = th.RuleContext(steps=4)
+    ctx = RuleContext(steps=4)
     assert step("high_low_unique", mel(C4, E4, G4, E4), ctx) == 2.0
     assert step("high_low_unique", mel(C4, E4, C4, "-"), ctx) == 1.0  # low C twice
     assert step("high_low_unique", mel(G4, E4, G4, E4), ctx) == 0.0
@@ -202,8 +217,8 @@ def test_autocorrelation_alternating_notes():
     alt = mel(C4, G4, C4, G4, C4, G4, C4, G4)
     # x = +-3.5: r1 = -7/8, r2 = 6/8, r3 = -5/8
     assert step("autocorrelation", alt) == pytest.approx(-(7 + 6 + 5) / 8)
-    b = th.MelodyBatch(np.array([alt]), CTX)
-    assert th.note_autocorrelation(b, (1, 2, 3))[0] == pytest.approx([-7 / 8, 6 / 8, -5 / 8])
+    b = MelodyView(np.array([alt]), CTX)
+    assert note_autocorrelation(b, (1, 2, 3))[0] == pytest.approx([-7 / 8, 6 / 8, -5 / 8])
 
 
 def test_autocorrelation_matches_reference_on_notes():
@@ -212,8 +227,8 @@ def test_autocorrelation_matches_reference_on_notes():
     tokens = []
     for p in pitches:  # notes with holds and rests between: they are skipped
         tokens += mel(int(p)) + [H] * int(rng.integers(0, 3)) + [R] * int(rng.integers(0, 2))
-    b = th.MelodyBatch(np.array([tokens]), CTX)
-    got = th.note_autocorrelation(b, (1, 2, 3))[0]
+    b = MelodyView(np.array([tokens]), CTX)
+    got = note_autocorrelation(b, (1, 2, 3))[0]
     assert got == pytest.approx([_reference_autocorrelation(pitches, lag) for lag in (1, 2, 3)])
     expected = -sum(abs(r) for r in got if abs(r) > 0.15)
     assert step("autocorrelation", tokens) == pytest.approx(expected)
@@ -230,13 +245,13 @@ def test_autocorrelation_undefined_is_no_penalty():
 
 def test_all_rests_melody_scores_nothing():
     rests = np.full((1, 64), R)
-    terms = th.melody_step_terms(rests)
+    terms = melody_step_terms(rests)
     for name, v in terms.items():
         assert np.all(v == 0), name
-    m = th.music_theory_metrics(rests)
+    m = music_theory_metrics(rests)
     assert m["notes_not_in_key"] == 0 and m["starts_with_tonic"] == 0
     assert m["unique_max_note"] == 0 and m["leaps_resolved"] == 1.0
-    assert st.structure_score(rests[0]) == 0.0
+    assert structure_score(rests[0]) == 0.0
 
 
 # --------------------------------------------------------------------------- structure
@@ -248,8 +263,8 @@ BAR_END = mel(E4, "-", D4, "-", B4 - 12, "-", D4, "-", C4, "-", "-", "-", "-", "
 
 def test_bar_similarity():
     x = np.array([BAR_A + BAR_A + [t + 2 if t >= 2 else t for t in BAR_A] + BAR_B])
-    b = th.MelodyBatch(x, CTX)
-    sim = st.bar_similarity_matrix(b.seq, b.pitch, b.sounding, 16)[0]
+    b = MelodyView(x, CTX)
+    sim = bar_similarity_matrix(b.seq, b.pitch, b.sounding, 16)[0]
     assert sim[1, 0] == 1.0  # exact repeat
     assert sim[2, 0] == 1.0  # transposed repeat (relative pitch)
     assert sim[3, 0] < 0.5  # another bar
@@ -261,14 +276,14 @@ def test_bar_similarity():
 def test_cadence():
     good = np.array([BAR_A + BAR_END])  # ends on C held 12 steps
     bad = np.array([BAR_A + BAR_A[:-2] + mel(Fs4, "r")])
-    b_good, b_bad = th.MelodyBatch(good, CTX), th.MelodyBatch(bad, CTX)
-    assert st.cadence_scores(b_good, CTX, 32)[0] == 1.0
-    assert st.cadence_scores(b_bad, CTX, 32)[0] == 0.0  # F# for 1 step (+ 1 rest)
+    b_good, b_bad = MelodyView(good, CTX), MelodyView(bad, CTX)
+    assert cadence_scores(b_good, CTX, 32)[0] == 1.0
+    assert cadence_scores(b_bad, CTX, 32)[0] == 0.0  # F# for 1 step (+ 1 rest)
     short_tonic = np.array([BAR_A[:-2] + mel(C4, "-")])
-    assert st.cadence_scores(th.MelodyBatch(short_tonic, CTX), CTX, 16)[0] == 0.5
+    assert cadence_scores(MelodyView(short_tonic, CTX), CTX, 16)[0] == 0.5
     # the rule fires at phrase ends: 2 bars for melodies up to 64 steps
-    assert step("cadence", good[0], th.RuleContext(steps=64)) == 1.0
-    assert step("cadence", BAR_A, th.RuleContext(steps=64)) == 0.0
+    assert step("cadence", good[0], RuleContext(steps=64)) == 1.0
+    assert step("cadence", BAR_A, RuleContext(steps=64)) == 0.0
 
 
 def test_structure_prefers_form_over_loops_and_noise():
@@ -276,13 +291,13 @@ def test_structure_prefers_form_over_loops_and_noise():
     loop = np.array(BAR_A * 4)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, V.size, 64)
-    s_aaba, s_loop, s_noise = (st.structure_score(x) for x in (aaba, loop, noise))
+    s_aaba, s_loop, s_noise = (structure_score(x) for x in (aaba, loop, noise))
     assert s_aaba > 0.6
     assert s_loop < s_aaba  # one bar four times: bar_variety halves it
-    assert st.structure_terms(loop)["bar_variety"][0] == 0.5
+    assert structure_terms(loop)["bar_variety"][0] == 0.5
     assert s_noise < s_aaba - 0.2
     assert 0.0 <= s_noise <= 1.0
-    ctx = th.RuleContext(steps=64)
+    ctx = RuleContext(steps=64)
     assert step("structure", list(aaba), ctx) == pytest.approx(s_aaba)
     assert step("structure", list(aaba[:63]), ctx) == 0.0
 
@@ -295,7 +310,7 @@ def test_music_theory_metrics_by_hand():
         mel(C4, "-", Fs4, C4, C4, C4, C4, C4),  # notes: C F# C C C C C -> 1 out of key, 1 repeat
         mel(D4, E4, "-", "-", F4, "r", G4, "-"),  # starts on D
     ])
-    m = th.music_theory_metrics(x)
+    m = music_theory_metrics(x)
     n_notes = 7 + 4
     assert m["notes_not_in_key"] == pytest.approx(1 / n_notes)
     assert m["notes_excessively_repeated"] == pytest.approx(1 / n_notes)
@@ -313,35 +328,35 @@ def test_music_theory_metrics_by_hand():
 
 def test_unknown_rule_lists_valid_names():
     with pytest.raises(ValueError, match="unknown theory rule 'key'.*in_key.*autocorrelation"):
-        th.get_rule("key")
+        get_rule("key")
     with pytest.raises(ValueError, match="nope"):
-        th.step_reward_terms(np.zeros((1, 0)), np.array([2]), rules=["nope"])
+        step_reward_terms(np.zeros((1, 0)), np.array([2]), rules=["nope"])
 
 
 def test_reward_config_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown theory config key 'bogus'.*in_key"):
-        th.RewardConfig.from_dict({"bogus": 1.0})
+        TheoryConfig.from_dict({"bogus": 1.0})
     with pytest.raises(ValueError, match="-2"):
-        th.RewardConfig.from_dict({"motif": -2})
+        TheoryConfig.from_dict({"motif": -2})
     with pytest.raises(ValueError, match="nan"):
-        th.RewardConfig(weights={"motif": math.nan})
+        TheoryConfig(weights={"motif": math.nan})
     with pytest.raises(ValueError, match="unknown theory rule"):
-        th.RewardConfig(weights={"motiff": 1.0})
+        TheoryConfig(weights={"motiff": 1.0})
     with pytest.raises(ValueError, match="Q major"):
-        th.RewardConfig(key="Q major")
+        TheoryConfig(key="Q major")
     with pytest.raises(ValueError, match="motif_length"):
-        th.RewardConfig(motif_length=0)
+        TheoryConfig(motif_length=0)
     path = tmp_path / "tune.toml"
     path.write_text('[reward.theory]\nkey = "A minor"\nmotif = 0.0\nin_key = 2.5\n')
-    cfg = th.RewardConfig.from_toml(path, table="reward.theory")
+    cfg = TheoryConfig.from_toml(path, table="reward.theory")
     assert cfg.weights["motif"] == 0.0 and cfg.weights["in_key"] == 2.5
-    assert cfg.weights["tonic_start"] == th.RULES["tonic_start"].default_weight
-    assert cfg.context().key == th.A_MINOR
+    assert cfg.weights["tonic_start"] == RULES["tonic_start"].default_weight
+    assert cfg.context().key == A_MINOR
     assert "motif" not in cfg.active()
-    assert th.RewardConfig.from_dict(cfg.to_dict()).weights == cfg.weights
+    assert TheoryConfig.from_dict(cfg.to_dict()).weights == cfg.weights
     (tmp_path / "bad.toml").write_text("[theory]\nleap_up_bak = 1\n")
     with pytest.raises(ValueError, match="leap_up_bak"):
-        th.RewardConfig.from_toml(tmp_path / "bad.toml")
+        TheoryConfig.from_toml(tmp_path / "bad.toml")
 
 
 def test_batched_matches_single_and_weights_apply():
@@ -349,46 +364,27 @@ def test_batched_matches_single_and_weights_apply():
     T = 48
     hist = rng.integers(0, V.size, (6, T))
     nxt = rng.integers(0, V.size, 6)
-    cfg = th.RewardConfig(weights={name: 1.0 + i for i, name in enumerate(th.RULES)})
+    cfg = TheoryConfig(weights={name: 1.0 + i for i, name in enumerate(RULES)})
     ctx = cfg.context(steps=T + 1)
-    terms = th.step_reward_terms(hist, nxt, cfg, steps=T + 1)
-    assert set(terms) == set(th.RULES)
+    terms = step_reward_terms(hist, nxt, cfg, steps=T + 1)
+    assert set(terms) == set(RULES)
     for i in range(6):
         for name, v in terms.items():
-            assert v[i] == pytest.approx(th.RULES[name].step(hist[i], nxt[i], ctx)), name
-    total = th.step_rewards(hist, nxt, cfg, steps=T + 1)
+            assert v[i] == pytest.approx(RULES[name].step(hist[i], nxt[i], ctx)), name
+    total = step_rewards(hist, nxt, cfg, steps=T + 1)
     assert total == pytest.approx(sum(cfg.weights[n] * v for n, v in terms.items()))
-    off = th.RewardConfig(weights={n: 0.0 for n in th.RULES})
-    assert np.all(th.step_rewards(hist, nxt, off) == 0)
+    off = TheoryConfig(weights={n: 0.0 for n in RULES})
+    assert np.all(step_rewards(hist, nxt, off) == 0)
 
 
 def test_batched_first_step_and_shape_errors():
     empty = np.zeros((3, 0), dtype=np.int64)
-    r = th.step_rewards(empty, np.array(mel(C4, D4, "r")))
+    r = step_rewards(empty, np.array(mel(C4, D4, "r")))
     # only tonic_start (3.0 * 1) fires for a first C; preferred_intervals etc. need history
     assert r == pytest.approx([3.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="B = len"):
-        th.step_rewards(np.zeros((2, 4), dtype=np.int64), np.array([2, 3, 4]))
+        step_rewards(np.zeros((2, 4), dtype=np.int64), np.array([2, 3, 4]))
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        th.step_rewards(np.zeros((1, 4), dtype=np.int64), np.array([V.size]))
+        step_rewards(np.zeros((1, 4), dtype=np.int64), np.array([V.size]))
 
 
-def test_names_that_moved_are_still_importable_from_theory():
-    """envs/, tune.py, reward_model.py and others import these from rlmusic.theory."""
-    import subprocess
-    import sys
-
-    from rlmusic import originality
-
-    for name in th.__all__:
-        assert getattr(th, name) is not None, name
-    assert th.structure_scores is st.structure_scores and th.cadence_scores is st.cadence_scores
-    assert th.NgramIndex is originality.NgramIndex and th.originality_scores is originality.originality_scores
-    with pytest.raises(AttributeError):
-        th.no_such_name  # noqa: B018
-    for first in ("structure", "originality", "theory"):  # any import order works
-        code = (f"import rlmusic.{first}\n"
-                "import numpy as np\n"
-                "from rlmusic.theory import RULES, RuleContext, originality_scores, structure_scores\n"
-                "RULES['structure'].step(np.full(31, 2), 3, RuleContext(steps=32))\n")
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

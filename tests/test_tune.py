@@ -8,11 +8,14 @@ import torch
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from envs.melody import BatchedMelodyVecEnv
-from rlmusic.cli import main as cli_main
-from rlmusic.model import MelodyLSTM, ModelConfig, load_model, load_provenance, save_model
-from rlmusic.policy import fast_process_sequence, policy_log_probs
-from rlmusic.representation import load_midi, midi_to_tokens
-from rlmusic.tune import KLController, TuneConfig, TuneRun, _make_callbacks
+from rlmusic.cli.main import main as cli_main
+from rlmusic.models.checkpoint import load_model, load_provenance, save_model
+from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.music.representation import load_midi, midi_to_tokens
+from rlmusic.tuning.callbacks import KLControl, KLController
+from rlmusic.tuning.config import TuneConfig
+from rlmusic.tuning.policy import fast_process_sequence, policy_log_probs
+from rlmusic.tuning.run import TuneRun
 
 DATA = Path(__file__).parent / "data"
 TINY = dict(embed_dim=8, hidden_size=16, num_layers=2, max_steps=64)
@@ -102,17 +105,18 @@ def test_kl_callback_subtracts_beta_log_pi_in_place(prior_dir):
     prior = load_model(prior_dir)
     env = BatchedMelodyVecEnv(prior, n_envs=3, steps=4, beta=0.5)
     env.reset()
-    env.step(np.array([2, 3, 4]))
-    KLControl, _ = _make_callbacks()
+    actions = np.array([2, 3, 1])  # two note onsets and a HOLD
+    env.step(actions)
     cb = KLControl(env, KLController(None, 100))
     rewards = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     log_probs = torch.tensor([-1.0, -2.0, -0.5])
-    cb.locals = {"rewards": rewards, "log_probs": log_probs, "dones": np.zeros(3, bool)}
+    cb.locals = {"rewards": rewards, "log_probs": log_probs, "dones": np.zeros(3, bool), "actions": actions}
     cb._on_rollout_start()
     assert cb._on_step()
     np.testing.assert_allclose(rewards, [1.5, 3.0, 3.25])  # the same array, changed in place
     want_kl = np.mean(log_probs.numpy() - env.batch.last_log_prior)
-    assert cb._kl_sum / cb._count == pytest.approx(want_kl, abs=1e-6)
+    assert cb._kl_sum / cb._count == pytest.approx(want_kl, abs=1e-6)  # per step
+    assert cb._kl_sum / cb._onsets == pytest.approx(want_kl * 3 / 2, abs=1e-6)  # per note onset
 
 
 def test_adaptive_controller_moves_beta_toward_target():
@@ -137,12 +141,14 @@ def test_tune_smoke_writes_a_loadable_tuned_model(prior_dir, smoke_config, tmp_p
     assert model.config == load_model(prior_dir).config
     assert json.loads((out / "tune_config.json").read_text())["config"]["n_envs"] == 4
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("reward/kl", "reward/theory", "reward/structure", "kl/beta", "losses/value_loss"):
+    for column in ("kl/per_step", "kl/per_note", "reward/theory", "reward/structure", "reward/kl_penalty",
+                   "reward_share/theory", "kl/beta", "losses/value_loss"):
         assert column in header
     evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert [e["timesteps"] for e in evals] == [0, 64, 128]
-    assert evals[0]["kl_per_note"] == pytest.approx(0.0, abs=1e-6)  # starts at the prior
-    assert evals[-1]["kl_per_note"] > 0  # and moved (lr 1e-3)
+    assert evals[0]["kl_per_step"] == pytest.approx(0.0, abs=1e-6)  # starts at the prior
+    assert evals[-1]["kl_per_step"] > 0  # and moved (lr 1e-3)
+    assert evals[-1]["kl_per_note"] > evals[-1]["kl_per_step"]  # fewer onsets than steps
     assert any((out / "tb").iterdir())
     # the tuned model is a model directory like the prior: generate takes it
     gen = tmp_path / "clips"
@@ -179,7 +185,10 @@ def test_killed_run_resumes_and_finishes_at_the_same_total(prior_dir, smoke_conf
         ("steps = 16\nn_steps = 24\n", "multiple of steps"),
         ("min_pitch = 60\nmax_pitch = 72\n", "pitches"),
         ("steps = 128\n", "exceeds the prior's max_steps=64"),
-        ("target_kl_per_note = -0.5\n", "target_kl_per_note"),
+        ("target_kl_per_step = -0.5\n", "target_kl_per_step"),
+        ("target_kl_per_note = 0.5\n", r"unknown tune config keys \['target_kl_per_note'\]"),
+        ("n_envs = nan\n", "n_envs must be finite"),
+        ("learning_rate = \"fast\"\n", "learning_rate must be a number"),
     ],
 )
 def test_bad_config_fails_before_training(prior_dir, tmp_path, capsys, toml, match):
@@ -215,13 +224,13 @@ def test_config_loads_toml_and_json(tmp_path, smoke_config):
 
 
 def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, tmp_path):
-    from rlmusic.reward_model import RewardConfig, fit_reward_model
+    from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model
 
     prior = load_model(prior_dir)
     tokens = prior.sample(40, 16, generator=torch.Generator().manual_seed(3)).numpy()
     rows = [{"rating_id": i + 1, "clip_id": i + 1, "rater": f"r{i % 2}", "stars": 1 + int(t[0]) % 5,
              "tokens": t.tolist()} for i, t in enumerate(tokens)]
-    rm_dir = fit_reward_model(rows, [], prior_dir, RewardConfig(ensemble=2, epochs=20, min_ratings=10),
+    rm_dir = fit_reward_model(rows, [], prior_dir, RewardModelConfig(ensemble=2, epochs=20, min_ratings=10),
                               evaluate=False).save(tmp_path / "rm")
     out = tmp_path / "tuned"
     assert run_cli("--prior", prior_dir, "--out", out, "--config", smoke_config, "--timesteps", 64,
@@ -230,5 +239,5 @@ def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, t
     assert prov.reward_model == str(rm_dir)
     assert prov.ratings == list(range(1, 41)) and prov.extra["comparisons"] == []  # which ratings made it
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "reward/human" in header and "guard/kl_per_note" in header
+    assert "reward/human" in header and "guard/kl_per_step" in header
     assert (out / "guard.json").is_file()

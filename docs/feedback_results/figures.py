@@ -14,9 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rlmusic.generate import sample_tokens  # noqa: E402
-from rlmusic.model import load_model  # noqa: E402
-from rlmusic.simulate import taste_score  # noqa: E402
+from rlmusic.feedback.simulate import taste_score  # noqa: E402
+from rlmusic.models.checkpoint import load_model  # noqa: E402
+from rlmusic.models.generate import sample_tokens  # noqa: E402
 
 prior_dir, rounds = sys.argv[1], sys.argv[2:]
 names = ["prior"] + [Path(r).name for r in rounds]

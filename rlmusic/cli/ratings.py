@@ -1,0 +1,47 @@
+"""``rlmusic ratings import|export``: ratings as CSV (``clip_id,rater,stars`` or
+``clip_a,clip_b,rater,winner``; the header decides). Bad rows are reported with their
+line numbers and nothing is half-written."""
+
+from __future__ import annotations
+
+import argparse
+
+from db.csvio import export_ratings, import_ratings
+from db.engine import database_url, get_engine
+from db.schema import check_schema
+from rlmusic.cli.db import add_url
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser(
+        "import",
+        help="import star rows (clip_id,rater,stars) or pairwise rows "
+        "(clip_a,clip_b,rater,winner); the header decides",
+    )
+    p.add_argument("file", help="CSV file with a header line")
+    add_url(p)
+    p = sub.add_parser("export", help="export ratings in the same CSV formats")
+    p.add_argument("file", help="CSV file to write")
+    p.add_argument(
+        "--kind",
+        choices=("stars", "pairs"),
+        default="stars",
+        help="star ratings or pairwise comparisons (default: stars)",
+    )
+    add_url(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    engine = get_engine(args.url or database_url())
+    check_schema(engine)
+    if args.action == "import":
+        counts = import_ratings(engine, args.file)
+        print(
+            f"{args.file}: {counts['rows']} {counts['kind']} rows: {counts['inserted']} new, "
+            f"{counts['updated']} updated, {counts['unchanged']} unchanged"
+        )
+        return 0
+    n = export_ratings(engine, args.file, kind=args.kind)
+    print(f"{args.file}: wrote {n} {args.kind} rows")
+    return 0

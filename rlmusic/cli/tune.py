@@ -1,0 +1,101 @@
+"""``rlmusic tune``: fine-tune a model with PPO from a preset or a TOML config.
+
+``--reward-model DIR`` tunes against a reward model (``rlmusic reward fit``) behind its
+over-optimisation guard; given alone (no ``--preset``/``--config``) it uses the
+``human`` preset. ``--print-config`` prints every key with its value and documentation.
+Ctrl-C stops at the next env step and keeps a checkpoint; ``--resume`` continues it, and
+``--resume --timesteps N`` extends a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.tuning.config import TuneConfig, preset_names, read_table
+from rlmusic.tuning.run import stored_run, tune
+
+OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="output folder: tuned model, logs, checkpoints (required unless --print-config)")
+    parser.add_argument("--prior", help="model directory to start from and stay close to (default: the shipped prior)")
+    parser.add_argument("--preset", choices=preset_names(),
+                        help="named config shipped in the package (default: 'default'; 'human' with --reward-model alone)")
+    parser.add_argument("--config", help="TOML (or JSON) file of config keys, on top of the preset")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print every config key with its value and documentation, then exit")
+    parser.add_argument("--timesteps", type=int, help="total env steps (overrides the config)")
+    parser.add_argument("--steps", type=int, help="16th-note steps per melody T (overrides the config)")
+    parser.add_argument("--n-envs", type=int, help="melodies generated in parallel (overrides the config)")
+    parser.add_argument("--seed", type=int, help="random seed of torch, numpy and SB3 (overrides the config)")
+    parser.add_argument("--reward-model", help="reward model directory (rlmusic reward fit) to tune against")
+    add_device(parser)
+    add_threads(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint (with --timesteps: extend it)")
+    parser.add_argument("--force", action="store_true",
+                        help="allow steps beyond the prior's max_steps; restart over an existing run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--stop-after-checkpoints", type=int, help=argparse.SUPPRESS)  # tests: simulate a kill
+
+
+def config_from_args(args: argparse.Namespace) -> TuneConfig:
+    """Preset, then ``--config``, then the flags; on ``--resume``, the stored run's config
+    with the flags on top."""
+    overrides: dict[str, Any] = {key: getattr(args, flag) for key, flag in OVERRIDES
+                                 if getattr(args, flag, None) is not None}
+    stored = stored_run(args.out) if getattr(args, "resume", False) and args.out else None
+    if stored is not None and not (args.preset or args.config):  # continue with the stored config
+        return TuneConfig.from_dict(stored["config"]).replace(**overrides)
+    preset = args.preset or ("human" if args.reward_model and not args.config and "human" in preset_names()
+                             else "default")
+    config = TuneConfig.preset(preset)
+    if args.config:
+        config = config.replace(**read_table(args.config))
+    return config.replace(**overrides)
+
+
+def load_reward_model(directory: str, config: TuneConfig, device: str):
+    """The guarded reward model of ``directory`` (the config's ``[guard]`` table)."""
+    from rlmusic.feedback.guard import load_guarded
+    from rlmusic.runtime import resolve_device
+
+    return load_guarded(directory, resolve_device(device), config.guard)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.print_config:
+        print(config.describe())
+        return 0
+    if not args.out:
+        raise ValueError("--out is required (the folder for the tuned model, logs and checkpoints)")
+    apply_threads(args)
+    config.validate()
+    if config.guard:  # unknown [guard] keys raise here, with or without a reward model
+        from rlmusic.feedback.guard import GuardConfig
+
+        GuardConfig.from_dict(config.guard)
+    reward_dir = args.reward_model
+    stored = stored_run(args.out) if args.resume else None
+    if stored is not None and stored.get("reward_model"):
+        if reward_dir and Path(reward_dir).resolve() != Path(stored["reward_model"]).resolve():
+            raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
+        reward_dir = stored["reward_model"]
+    reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
+    out = tune(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
+               device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress,
+               stop_after_checkpoints=args.stop_after_checkpoints)
+    if out is None:
+        print(f"tune: stopped; a checkpoint is in {args.out}/checkpoints: continue with "
+              f"rlmusic tune --out {args.out} --resume")
+        return 0
+    result = json.loads((Path(out) / "eval.jsonl").read_text().splitlines()[-1])
+    print(f"tune: wrote the tuned model to {out} (KL to the prior {result['kl_per_step']:.3f} nats per step, "
+          f"{result['kl_per_note']:.3f} per note)")
+    return 0

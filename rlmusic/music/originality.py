@@ -1,0 +1,191 @@
+"""Originality of melodies against a corpus and within a batch.
+
+Reads in this order: transposition-invariant interval n-grams -> ``NgramIndex`` (a
+corpus's n-grams, built once: novelty and the longest copied span) -> ``batch_diversity``
+and the per-melody ``originality_scores`` (novelty, copied notes, copy penalty,
+diversity, originality).
+
+Works on note pitches only (``Vocabulary`` decodes the tokens); knows nothing of the
+rules or of where a corpus comes from (``rlmusic.corpus.index`` builds the index of a
+corpus split). The definitions are in docs/theory.md ("Originality").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rlmusic.music.representation import DEFAULT_VOCAB, Vocabulary
+
+# --------------------------------------------------------------------------- interval n-grams
+
+
+INTERVAL_CLIP = 64  # intervals are clipped to +-64 semitones before coding
+_BASE = 2 * INTERVAL_CLIP + 1  # one digit per interval: n-grams of up to 8 intervals fit int64
+MAX_NGRAM = 8
+
+
+def note_pitches(tokens: Sequence[int], vocab: Vocabulary = DEFAULT_VOCAB) -> np.ndarray:
+    """(k,) MIDI pitches of the notes of one melody (rests and holds dropped)."""
+    p = vocab.pitches(np.asarray(tokens, dtype=np.int64))
+    return p[p >= 0]
+
+
+def interval_ngrams(pitches: np.ndarray, n: int) -> np.ndarray:
+    """Transposition-invariant codes of every run of ``n`` consecutive intervals (n + 1
+    notes) -> (max(0, k - n),) int64; equal codes <=> equal interval sequences."""
+    if not 1 <= n <= MAX_NGRAM:
+        raise ValueError(f"n-gram length must be in 1..{MAX_NGRAM} intervals, got {n}")
+    d = np.clip(np.diff(np.asarray(pitches, dtype=np.int64)), -INTERVAL_CLIP, INTERVAL_CLIP) + INTERVAL_CLIP
+    if len(d) < n:
+        return np.zeros(0, dtype=np.int64)
+    w = np.lib.stride_tricks.sliding_window_view(d, n)
+    return (w * (_BASE ** np.arange(n, dtype=np.int64))).sum(axis=1)
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- corpus index
+
+
+@dataclass
+class NgramIndex:
+    """Interval n-grams of a corpus, built once: ``codes`` (sorted, unique) of ``n``-interval
+    n-grams for novelty, and every ``span_n``-interval n-gram with its (piece, position) for
+    the longest copied span."""
+
+    n: int  # intervals per novelty n-gram (n + 1 notes)
+    span_n: int  # intervals per n-gram that seeds a copied span
+    codes: np.ndarray  # (U,) int64 sorted unique
+    span_codes: np.ndarray  # (S,) int64 sorted
+    span_refs: np.ndarray  # (S,) int64: piece * 2**32 + note position, same order
+    n_pieces: int
+
+    @classmethod
+    def build(
+        cls,
+        sequences: Sequence[np.ndarray],
+        vocab: Vocabulary = DEFAULT_VOCAB,
+        n: int = 4,
+        span_n: int = 6,
+    ) -> NgramIndex:
+        """Index token sequences (e.g. ``Corpus.split("train")``)."""
+        if span_n < 1 or n < 1:
+            raise ValueError(f"n and span_n must be >= 1, got n={n}, span_n={span_n}")
+        grams, span, refs = [], [], []
+        for i, seq in enumerate(sequences):
+            p = note_pitches(seq, vocab)
+            grams.append(interval_ngrams(p, n))
+            s = interval_ngrams(p, span_n)
+            span.append(s)
+            refs.append(i * 2**32 + np.arange(len(s), dtype=np.int64))
+        span_codes, span_refs = _concat(span), _concat(refs)
+        order = np.lexsort((span_refs, span_codes))
+        return cls(n, span_n, np.unique(_concat(grams)), span_codes[order], span_refs[order], len(sequences))
+
+    def contains(self, codes: np.ndarray) -> np.ndarray:
+        """(k,) bool: each n-gram code occurs in the corpus."""
+        pos = np.searchsorted(self.codes, codes)
+        return (pos < len(self.codes)) & (self.codes[np.minimum(pos, len(self.codes) - 1)] == codes) \
+            if len(self.codes) else np.zeros(len(codes), dtype=bool)
+
+    def novelty(self, pitches: np.ndarray) -> float:
+        """Share of the melody's n-grams that are not in the corpus (nan without n-grams)."""
+        codes = interval_ngrams(pitches, self.n)
+        return float(1.0 - self.contains(codes).mean()) if len(codes) else math.nan
+
+    def longest_copied_span(self, pitches: np.ndarray) -> int:
+        """Most consecutive notes of the melody that also occur, in a row, in one corpus piece
+        (transposed or not); 0 when no run of ``span_n + 1`` notes is copied."""
+        codes = interval_ngrams(pitches, self.span_n)
+        best, prev_refs, prev_run = 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        for c in codes:
+            lo, hi = np.searchsorted(self.span_codes, [c, c + 1])
+            refs = self.span_refs[lo:hi]  # sorted (lexsort by code, then ref)
+            run = np.ones(len(refs), dtype=np.int64)
+            if len(prev_refs) and len(refs):
+                j = np.searchsorted(prev_refs, refs - 1)
+                hit = (j < len(prev_refs)) & (prev_refs[np.minimum(j, len(prev_refs) - 1)] == refs - 1)
+                run[hit] += prev_run[j[hit]]
+            if len(run):
+                best = max(best, int(run.max()))
+            prev_refs, prev_run = refs, run
+        return best + self.span_n if best else 0
+
+
+def _as_index(corpus, vocab: Vocabulary, n: int, span_n: int) -> NgramIndex:
+    if corpus is None:
+        raise ValueError("originality needs a corpus: an NgramIndex (rlmusic.corpus.index.corpus_index) "
+                         "or the token sequences of the corpus")
+    if isinstance(corpus, NgramIndex):
+        return corpus
+    key = (id(corpus), vocab, n, span_n)
+    hit = _OBJECT_INDEX_CACHE.get(key)
+    if hit is not None and hit[0] is corpus:  # the same sequences object: reuse its index
+        return hit[1]
+    seqs = [corpus] if isinstance(corpus, np.ndarray) and corpus.ndim == 1 and corpus.dtype != object else corpus
+    index = NgramIndex.build(list(seqs), vocab, n, span_n)
+    if len(_OBJECT_INDEX_CACHE) >= 8:
+        _OBJECT_INDEX_CACHE.pop(next(iter(_OBJECT_INDEX_CACHE)))
+    _OBJECT_INDEX_CACHE[key] = (corpus, index)  # keeps the object alive, so its id stays valid
+    return index
+
+
+_OBJECT_INDEX_CACHE: dict[tuple, tuple[Any, NgramIndex]] = {}
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> float:
+    """Distinct n-grams across all melodies over all n-grams (1.0 when there is none)."""
+    grams = [interval_ngrams(note_pitches(t, vocab), n) for t in np.atleast_2d(tokens)]
+    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
+    return float(len(np.unique(allg)) / len(allg)) if len(allg) else 1.0
+
+
+def originality_scores(
+    tokens: np.ndarray,
+    vocab: Vocabulary = DEFAULT_VOCAB,
+    corpus: NgramIndex | Sequence[np.ndarray] | None = None,
+    *,
+    n: int = 4,
+    span_n: int = 6,
+    max_copied_notes: int = 16,
+) -> dict[str, np.ndarray]:
+    """Per-melody originality of N melodies (N, T) -> name -> (N,):
+
+    - ``novelty``: share of the melody's ``n``-interval n-grams absent from the corpus
+      (0 for a melody with fewer than n + 1 notes);
+    - ``copied_notes``: longest run of notes copied from one corpus piece (0 below
+      ``span_n + 1``); ``copy_penalty`` = min(1, max(0, copied - max) / max);
+    - ``diversity``: share of the melody's n-grams found in no other melody of the batch
+      (a batch collapsed to one tune scores 0);
+    - ``originality`` = novelty * (1 - copy_penalty), in [0, 1].
+
+    ``corpus``: an ``NgramIndex`` (reuse it; ``rlmusic.corpus.index.corpus_index`` caches
+    one per corpus split) or token sequences (indexed here, cached by object).
+    """
+    if max_copied_notes < 1:
+        raise ValueError(f"max_copied_notes must be >= 1, got {max_copied_notes}")
+    index = _as_index(corpus, vocab, n, span_n)
+    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+    pitches = [note_pitches(t, vocab) for t in tokens]
+    novelty = np.array([index.novelty(p) for p in pitches])
+    copied = np.array([index.longest_copied_span(p) for p in pitches], dtype=np.float64)
+    penalty = np.minimum(1.0, np.maximum(0.0, copied - max_copied_notes) / max_copied_notes)
+    grams = [np.unique(interval_ngrams(p, index.n)) for p in pitches]
+    owners = np.concatenate([np.full(len(g), i) for i, g in enumerate(grams)]) if grams else np.zeros(0)
+    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
+    uniq, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
+    only_mine = counts[inverse] == 1
+    diversity = np.array([only_mine[owners == i].mean() if len(g) else 0.0 for i, g in enumerate(grams)])
+    novelty = np.nan_to_num(novelty, nan=0.0)
+    return {"novelty": novelty, "copied_notes": copied, "copy_penalty": penalty,
+            "diversity": diversity, "originality": novelty * (1.0 - penalty)}

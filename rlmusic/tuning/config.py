@@ -1,0 +1,203 @@
+"""The options of a tuning run: ``TuneConfig`` (presets, TOML/JSON loading, checks before
+anything trains, a printable description of every key).
+
+Presets are TOML files shipped in ``rlmusic/tuning/presets/`` (``PRESETS`` lists them);
+``TuneConfig.preset(name, **overrides)`` reads one. ``CONFIG_NAME`` is the file a run
+stores its config in (``OUT/tune_config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rlmusic.music.representation import Vocabulary
+from rlmusic.runtime import field_docs, read_table
+
+CONFIG_NAME = "tune_config.json"
+WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+TABLES = ("theory", "guard")  # keys whose value is a TOML table
+
+
+def preset_names() -> list[str]:
+    """The presets shipped in the package (``rlmusic/tuning/presets/NAME.toml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+@dataclass
+class TuneConfig:
+    """Every option of a tuning run (TOML: top-level keys, rule weights under ``[theory]``)."""
+
+    # -- melodies
+    steps: int = 32  # T: 16th-note steps per melody = one episode (32 = 2 bars, RL Tuner's setting)
+    min_pitch: int = 48  # lowest pitch of the vocabulary the run expects; a prior with another raises
+    max_pitch: int = 84  # highest pitch of that vocabulary (inclusive)
+    # -- PPO (sb3-contrib RecurrentPPO)
+    timesteps: int = 100_000  # total env steps (tokens), rounded up to whole rollouts
+    n_envs: int = 16  # melodies generated in parallel (one batched prior forward per step)
+    n_steps: int | None = None  # steps per env per rollout, a multiple of steps (None: whole melodies >= 128)
+    batch_size: int = 512  # minibatch size (tokens) of the PPO update
+    n_epochs: int = 4  # passes over each rollout
+    learning_rate: float = 3e-5  # Adam step size (small: we start from a trained model)
+    gamma: float = 1.0  # discount; episodes are short and end, so 1.0 (undiscounted) works
+    gae_lambda: float = 0.95  # GAE trade-off between bias (0) and variance (1)
+    clip_range: float = 0.2  # PPO ratio clip
+    ent_coef: float = 0.0  # entropy bonus (the KL to the prior already keeps entropy up)
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # gradient clipping
+    # -- KL control
+    beta: float = 0.1  # weight of the per-step KL to the prior (initial value when adaptive)
+    target_kl_per_step: float | None = None  # nats per 16th step the controller aims at (None: fixed beta)
+    kl_horizon: int = 500  # controller horizon in melodies (Ziegler et al. use 10,000; our runs are short)
+    # -- rewards (weights >= 0)
+    theory_weight: float = 1.0  # per-step music-theory reward (rule weights in the [theory] table)
+    theory: dict[str, Any] = field(default_factory=dict)  # [theory]: rlmusic.music.reward.TheoryConfig keys
+    structure_weight: float = 0.0  # end-of-melody structure score
+    novelty_weight: float = 0.0  # end-of-melody originality vs the prior's corpus (novelty x copy penalty)
+    diversity_weight: float = 0.0  # end-of-melody diversity within the batch
+    human_weight: float = 1.0  # end-of-melody reward model score (only with a reward model)
+    guard: dict[str, Any] = field(default_factory=dict)  # [guard]: rlmusic.feedback.guard.GuardConfig keys
+    # -- bookkeeping
+    eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
+    eval_melodies: int = 128  # melodies sampled per evaluation
+    eval_corpus: str | None = None  # corpus of novelty in evaluations (None: the prior's; "none": skip)
+    checkpoint_every: int = 20_000  # env steps between checkpoints (0: only at the end)
+    seed: int = 0  # seeds torch, numpy and SB3
+
+    # -- building
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
+        """A config from a mapping of its keys; unknown keys raise listing the valid ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown tune config keys {unknown}; valid: {sorted(known)}")
+        for table in TABLES:
+            if table in data and not isinstance(data[table], dict):
+                raise ValueError(f"tune config key {table!r} must be a table, got {data[table]!r}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TuneConfig:
+        """Read a TOML (or ``.json``) file of config keys."""
+        return cls.from_dict(read_table(path))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TuneConfig:
+        """The preset called ``name`` (see ``preset_names()``) with ``overrides`` on top;
+        a table override (``theory=``, ``guard=``) is merged into the preset's table."""
+        path = PRESET_DIR / f"{name}.toml"
+        if not path.is_file():
+            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
+        return cls.from_dict(merge(read_table(path), overrides))
+
+    def replace(self, **overrides: Any) -> TuneConfig:
+        """A copy with ``overrides`` (tables merged, as in ``preset``)."""
+        return TuneConfig.from_dict(merge(asdict(self), overrides))
+
+    # -- derived values
+    @property
+    def vocab(self) -> Vocabulary:
+        return Vocabulary(self.min_pitch, self.max_pitch)
+
+    @property
+    def rollout_steps(self) -> int:
+        """Steps per env per rollout (whole melodies)."""
+        if self.n_steps is not None:
+            return self.n_steps
+        return self.steps * max(1, math.ceil(128 / self.steps))
+
+    @property
+    def total_timesteps(self) -> int:
+        """``timesteps`` rounded up to whole rollouts (SB3 always finishes a rollout)."""
+        per = self.rollout_steps * self.n_envs
+        return per * max(1, math.ceil(self.timesteps / per))
+
+    # -- checks
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad value (called before anything trains)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in TABLES:
+                continue
+            if f.name == "eval_corpus":
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"eval_corpus must be a corpus name or 'none', got {value!r}")
+                continue
+            if value is None and f.default is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, got {value!r}")
+            if isinstance(f.default, int) and not isinstance(f.default, bool) and not float(value).is_integer():
+                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+        self.vocab  # noqa: B018 - raises on a bad pitch range
+        positive = ("steps", "timesteps", "n_envs", "batch_size", "n_epochs", "eval_melodies", "kl_horizon")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_steps is not None and (self.n_steps < 1 or self.n_steps % self.steps):
+            raise ValueError(
+                f"n_steps must be a positive multiple of steps={self.steps} (whole melodies per rollout), "
+                f"got {self.n_steps}"
+            )
+        if self.batch_size > self.rollout_steps * self.n_envs:
+            raise ValueError(
+                f"batch_size={self.batch_size} exceeds the rollout size "
+                f"n_steps*n_envs={self.rollout_steps * self.n_envs}"
+            )
+        for name in ("learning_rate", "clip_range", "max_grad_norm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if self.target_kl_per_step is not None and self.target_kl_per_step <= 0:
+            raise ValueError(f"target_kl_per_step must be > 0 or unset, got {self.target_kl_per_step}")
+        if self.target_kl_per_step is not None and self.beta == 0:
+            raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
+        if self.gamma < 0.99:
+            warnings.warn(f"gamma={self.gamma} discounts the end-of-melody rewards strongly", stacklevel=2)
+
+    # -- description
+    def describe(self) -> str:
+        """Every key with its value and its one-line documentation, as TOML."""
+        docs = field_docs(TuneConfig)
+        lines = []
+        for f in fields(self):
+            if f.name in TABLES:
+                continue
+            value = getattr(self, f.name)
+            shown = "# unset" if value is None else toml_value(value)
+            lines.append(f"{f.name} = {shown}".ljust(36) + f"  # {docs.get(f.name, '')}")
+        for table in TABLES:
+            lines += ["", f"[{table}]  # {docs.get(table, '')}"]
+            lines += [f"{k} = {toml_value(v)}" for k, v in getattr(self, table).items()]
+        return "\n".join(lines)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top; tables (``theory``, ``guard``) merge key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if key in TABLES and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
