@@ -22,6 +22,11 @@ import numpy as np
 from rlmusic.music.originality import NgramIndex, originality_scores
 from rlmusic.music.representation import Vocabulary
 from rlmusic.music.reward import TheoryConfig, step_rewards
+from rlmusic.music.rl_tuner_rewards import (
+    RLTunerRewardState,
+    rl_tuner_step_reward_components,
+    rl_tuner_step_rewards,
+)
 from rlmusic.music.structure import structure_scores
 
 TheoryReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -53,6 +58,43 @@ def theory_reward_from_config(vocab: Vocabulary, config: Any = None, steps: int 
         return np.asarray(step_rewards(histories, next_tokens, cfg, ctx=ctx), dtype=np.float64)
 
     return reward
+
+
+class RLTunerTheoryReward:
+    """RL Tuner's per-step music-theory reward (``reward_music_theory``) exactly as Magenta
+    computes it (``rlmusic.music.rl_tuner_rewards``), for B melodies of ``steps`` tokens.
+
+    Called step after step from the start, as an env does, it keeps Magenta's running state
+    (O(1) per step, ``RLTunerRewardState``); called on any other history it replays the
+    whole melody (``rl_tuner_step_rewards``). ``last_components`` holds the last step's
+    unscaled rule values (name -> (B,)), for logging."""
+
+    def __init__(self, vocab: Vocabulary, config: Any = None, steps: int = 32):
+        if vocab != Vocabulary():
+            raise ValueError(f"RL Tuner's reward is defined on pitches 48..84 (Magenta's tokens); "
+                             f"this prior's vocabulary is {vocab.min_pitch}..{vocab.max_pitch}")
+        key = theory_config(config).context(vocab, steps).key
+        self.scale, self.tonic_pitch, self.steps = key.scale, 60 + key.tonic, int(steps)
+        self.state = RLTunerRewardState(self.scale, self.tonic_pitch, self.steps)
+        self.fed = np.zeros((0, 0), dtype=np.int64)  # what the running state has seen
+        self.last_components: dict[str, np.ndarray] = {}
+
+    def __call__(self, histories: np.ndarray, next_tokens: np.ndarray) -> np.ndarray:
+        histories = np.asarray(histories, dtype=np.int64).reshape(len(next_tokens), -1)
+        next_tokens = np.asarray(next_tokens, dtype=np.int64)
+        t = histories.shape[1]
+        if t == 0:
+            self.state.reset(len(next_tokens))
+            self.fed = np.zeros((len(next_tokens), 0), dtype=np.int64)
+        if self.fed.shape == histories.shape and np.array_equal(self.fed, histories):
+            reward = self.state.step(next_tokens)
+            self.fed = np.concatenate([self.fed, next_tokens[:, None]], axis=1)
+            self.last_components = self.state.last_components
+            return reward
+        full = np.concatenate([histories, next_tokens[:, None]], axis=1)
+        parts = rl_tuner_step_reward_components(full, self.scale, self.tonic_pitch, self.steps)
+        self.last_components = {k: v[:, -1] for k, v in parts.items()}
+        return rl_tuner_step_rewards(full, self.scale, self.tonic_pitch, self.steps)[:, -1]
 
 
 def theory_config(config: Any = None) -> TheoryConfig:

@@ -172,3 +172,20 @@ def test_print_config_documents_every_key(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["tune", "--preset", "nope"])
     assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import argparse
+
+    from rlmusic.cli.main import COMMANDS, build_parser
+
+    def check(parser: argparse.ArgumentParser, where: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    check(sub, f"{where} {name}")
+            elif action.help != argparse.SUPPRESS and not isinstance(action, argparse._HelpAction):
+                assert action.help and len(action.help) > 8, f"rlmusic {where}: {action.option_strings or action.dest}"
+
+    for command in COMMANDS:
+        check(build_parser(command), command)

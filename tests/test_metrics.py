@@ -38,9 +38,10 @@ def tiny_model(path: Path, seed: int) -> Path:
     return save_model(MelodyLSTM(ModelConfig(hidden_size=16, num_layers=1, embed_dim=8)), path)
 
 
-SHARES = ("notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic", "leaps_resolved",
-          "unique_max_note", "unique_min_note", "notes_in_motif", "notes_in_repeated_motif",
-          "structure", "novelty", "diversity")
+SHARES = (*(f"rl_tuner/{k}" for k in ("notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic",
+                                       "unique_max_note", "unique_min_note", "notes_in_motif",
+                                       "notes_in_repeated_motif")),
+          "rlmusic/onsets_not_in_key", "rlmusic/leaps_resolved_by_next_note", "structure", "novelty", "diversity")
 
 
 # --------------------------------------------------------------------------- originality units
@@ -258,3 +259,22 @@ def test_real_tunes_vs_shuffled_and_random():
     assert o_rand["novelty"].mean() > 0.9 > o_real["novelty"].mean() + 0.5
     # a batch collapsed to one tune is seen at once
     assert batch_diversity(np.repeat(real[:1], 20, axis=0)) < 0.1 < batch_diversity(real)
+
+
+def test_the_table_reports_rl_tuners_metrics_magentas_way_and_ours_under_our_names():
+    from rlmusic.music.rl_tuner_metrics import rl_tuner_metrics
+
+    # two melodies: a rest, then C5 held (ours: starts with the tonic; Magenta: only MIDI 60 at
+    # step 0 counts), and C4 (MIDI 60) at step 0 with a leap resolved by a gradual return
+    a = mel("r", 72, "-", "-", 74, "-", 76, "-", 77, "-", 79, "-", 77, "-", 76, "-")
+    b = mel(60, "-", 67, "-", 65, "-", 64, "-", 62, "-", 60, "-", 62, "-", 64, "-")
+    tokens = np.stack([a, b])
+    table = evaluate_tokens(tokens, V)
+    magenta = rl_tuner_metrics(tokens)
+    for key in ("starts_with_tonic", "notes_in_motif", "leaps_resolved", "notes_not_in_key"):
+        assert table[f"rl_tuner/{key}"] == magenta[key]
+    assert table["rl_tuner/starts_with_tonic"] == 0.5  # only b: MIDI 60 at step 0
+    assert table["rlmusic/starts_with_tonic_pitch_class"] == 1.0  # a's first note is a C too
+    # shares per 16th step (Magenta) vs per note onset (ours): same count, other denominator
+    assert table["rl_tuner/num_steps"] == 32
+    assert table["rl_tuner/notes_in_motif"] == table["rl_tuner/num_notes_in_motif"] / 32

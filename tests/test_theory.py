@@ -183,12 +183,12 @@ def test_leap_up_back():
 def test_leaps_resolved_metric_excludes_a_leap_into_the_last_note():
     only_last = np.array([mel(C4, D4, E4, C5)])
     assert leap_counts(only_last, CTX) == (0, 0)
-    assert music_theory_metrics(only_last)["leaps_resolved"] == 1.0
+    assert music_theory_metrics(only_last)["leaps_resolved_by_next_note"] == 1.0
     two = np.array([mel(C4, G4, F4, "-", C5, B4, "r", E4, 74)])
     leaps, resolved = leap_counts(two, CTX)
     # leaps: C4-G4 (resolved by F4), F4-C5 (resolved by B4), B4-E4 (next D5 is a leap up)
     assert (int(leaps[0]), int(resolved[0])) == (3, 2)
-    assert music_theory_metrics(two)["leaps_resolved"] == pytest.approx(2 / 3)
+    assert music_theory_metrics(two)["leaps_resolved_by_next_note"] == pytest.approx(2 / 3)
 
 
 # --------------------------------------------------------------------------- high/low, autocorrelation
@@ -249,8 +249,8 @@ def test_all_rests_melody_scores_nothing():
     for name, v in terms.items():
         assert np.all(v == 0), name
     m = music_theory_metrics(rests)
-    assert m["notes_not_in_key"] == 0 and m["starts_with_tonic"] == 0
-    assert m["unique_max_note"] == 0 and m["leaps_resolved"] == 1.0
+    assert m["onsets_not_in_key"] == 0 and m["starts_with_tonic_pitch_class"] == 0
+    assert m["unique_highest_note"] == 0 and m["leaps_resolved_by_next_note"] == 1.0
     assert structure_score(rests[0]) == 0.0
 
 
@@ -312,15 +312,15 @@ def test_music_theory_metrics_by_hand():
     ])
     m = music_theory_metrics(x)
     n_notes = 7 + 4
-    assert m["notes_not_in_key"] == pytest.approx(1 / n_notes)
-    assert m["notes_excessively_repeated"] == pytest.approx(1 / n_notes)
-    assert m["starts_with_tonic"] == 0.5
-    assert m["unique_max_note"] == 1.0  # F# once; G once
-    assert m["unique_min_note"] == 0.5  # C many times; D once
-    assert m["notes_in_motif"] == 0.0  # 8-step windows: first has 2 pitches at its end
-    for key in ("autocorrelation_lag1", "autocorrelation_lag2", "autocorrelation_lag3"):
+    assert m["onsets_not_in_key"] == pytest.approx(1 / n_notes)
+    assert m["onsets_excessively_repeated"] == pytest.approx(1 / n_notes)
+    assert m["starts_with_tonic_pitch_class"] == 0.5
+    assert m["unique_highest_note"] == 1.0  # F# once; G once
+    assert m["unique_lowest_note"] == 0.5  # C many times; D once
+    assert m["onsets_in_motif"] == 0.0  # 8-step windows: first has 2 pitches at its end
+    for key in ("note_autocorrelation_lag1", "note_autocorrelation_lag2", "note_autocorrelation_lag3"):
         assert -1.0 <= m[key] <= 1.0
-    assert set(m) >= {"leaps_resolved", "notes_in_repeated_motif"}
+    assert set(m) >= {"leaps_resolved_by_next_note", "onsets_in_repeated_motif"}
 
 
 # --------------------------------------------------------------------------- registry, config, batching

@@ -34,13 +34,18 @@ from rlmusic.music.representation import (
     midi_melody,
     notes_to_tokens,
 )
+from rlmusic.music.rl_tuner_metrics import rl_tuner_metrics
 from rlmusic.runtime import resolve_device
 
-# Keys of the evaluate contract, in table order (more keys follow them).
-CONTRACT_KEYS = (
+# RL Tuner's metrics as Magenta computes them (rlmusic.music.rl_tuner_metrics), in its table's order.
+RL_TUNER_KEYS = (
     "notes_excessively_repeated", "notes_not_in_key", "starts_with_tonic", "leaps_resolved",
     "unique_max_note", "unique_min_note", "notes_in_motif", "notes_in_repeated_motif",
     "autocorrelation_lag1", "autocorrelation_lag2", "autocorrelation_lag3",
+)
+# Keys of the evaluate contract, in table order (more keys follow them).
+CONTRACT_KEYS = (
+    *(f"rl_tuner/{k}" for k in RL_TUNER_KEYS),
     "structure", "novelty", "diversity", "log_p_prior_per_step", "kl_per_step", "kl_per_note",
     "n", "steps",
 )
@@ -101,6 +106,11 @@ def evaluate_tokens(
 ) -> dict[str, Any]:
     """The evaluation table of N melodies (N, T) as a dict (keys: ``CONTRACT_KEYS`` first).
 
+    ``rl_tuner/*``: RL Tuner's metrics as Magenta's ``rl_tuner_eval_metrics.py`` computes
+    them (shares of 16th steps; tonic = the key's tonic at MIDI 60..71, C major: MIDI 60, at
+    step 0; its leap state machine), with their raw counts (``rl_tuner/num_*``);
+    ``rlmusic/*``: our own variants (``rlmusic.music.metrics.music_theory_metrics``).
+
     ``prior``: a loaded MelodyLSTM giving ``log_p_prior_per_step`` (nan without);
     ``model``: the MelodyLSTM that sampled ``tokens`` at ``temperature``, giving
     ``kl_per_step`` and ``kl_per_note`` (``exact_kl``; needs ``prior``);
@@ -113,7 +123,11 @@ def evaluate_tokens(
     vocab.validate(tokens.reshape(-1))
     N, T = tokens.shape
     ctx = RuleContext(vocab=vocab, key=Key.parse(key), steps=T)
-    out: dict[str, Any] = dict(music_theory_metrics(tokens, ctx))
+    out: dict[str, Any] = {}
+    if vocab == DEFAULT_VOCAB:  # Magenta's tokens are ours for pitches 48..84 (docs/rl_tuner.md)
+        magenta = rl_tuner_metrics(tokens, ctx.key.scale, tonic_pitch=60 + ctx.key.tonic)
+        out.update({f"rl_tuner/{k}": v for k, v in magenta.items()})
+    out.update({f"rlmusic/{k}": v for k, v in music_theory_metrics(tokens, ctx).items()})
     parts = structure.structure_terms(tokens, ctx)
     out["structure"] = float(parts["structure"].mean())
     if corpus is None:

@@ -35,13 +35,17 @@ def leap_counts(tokens: np.ndarray, ctx: RuleContext) -> tuple[np.ndarray, np.nd
 
 
 def music_theory_metrics(tokens: np.ndarray, ctx: RuleContext | None = None) -> dict[str, float]:
-    """RL Tuner's evaluation metrics over N melodies (N, T), pooled (see docs/theory.md).
+    """rlmusic's own variants of RL Tuner's metrics over N melodies (N, T), pooled; RL
+    Tuner's metrics as Magenta computes them are ``rlmusic.music.rl_tuner_metrics``.
 
-    Shares of notes (note onsets, pooled over all melodies): ``notes_excessively_repeated``,
-    ``notes_not_in_key``, ``notes_in_motif``, ``notes_in_repeated_motif``; shares of
-    melodies: ``starts_with_tonic``, ``unique_max_note``, ``unique_min_note``;
-    ``leaps_resolved`` (resolved / leaps, 1.0 when there is no leap);
-    ``autocorrelation_lag{1,2,3}`` (mean signed autocorrelation of the note sequence).
+    Shares of note onsets (pooled over all melodies, rules of ``rlmusic.music.rules``):
+    ``onsets_excessively_repeated``, ``onsets_not_in_key``, ``onsets_in_motif``,
+    ``onsets_in_repeated_motif``; shares of melodies: ``starts_with_tonic_pitch_class``
+    (the first note, after any rests, is the tonic in any octave), ``unique_highest_note``,
+    ``unique_lowest_note`` (among note onsets); ``leaps_resolved_by_next_note`` (leaps of
+    ``ctx.leap`` semitones or more followed at once by a step back, over such leaps; 1.0
+    when there is none); ``note_autocorrelation_lag{1,2,3}`` (mean signed autocorrelation
+    of the note-pitch sequence, rests and holds skipped). See docs/theory.md.
     """
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
     ctx = ctx or RuleContext()
@@ -61,17 +65,17 @@ def music_theory_metrics(tokens: np.ndarray, ctx: RuleContext | None = None) -> 
     hi_u, lo_u = unique_extremes(b)
     ac = note_autocorrelation(b, ctx.lags)
     out = {
-        "notes_excessively_repeated": share("non_repeating", -1),
-        "notes_not_in_key": share("in_key", -1),
-        "starts_with_tonic": float((terms["tonic_start"] > 0).any(axis=1).mean()),
-        "leaps_resolved": float(resolved.sum() / leaps.sum()) if leaps.sum() else 1.0,
-        "unique_max_note": float(hi_u.mean()),
-        "unique_min_note": float(lo_u.mean()),
-        "notes_in_motif": share("motif", 1),
-        "notes_in_repeated_motif": share("repeated_motif", 1),
+        "onsets_excessively_repeated": share("non_repeating", -1),
+        "onsets_not_in_key": share("in_key", -1),
+        "starts_with_tonic_pitch_class": float((terms["tonic_start"] > 0).any(axis=1).mean()),
+        "leaps_resolved_by_next_note": float(resolved.sum() / leaps.sum()) if leaps.sum() else 1.0,
+        "unique_highest_note": float(hi_u.mean()),
+        "unique_lowest_note": float(lo_u.mean()),
+        "onsets_in_motif": share("motif", 1),
+        "onsets_in_repeated_motif": share("repeated_motif", 1),
     }
     for j, lag in enumerate(ctx.lags):
-        out[f"autocorrelation_lag{lag}"] = float(ac[:, j].mean())
+        out[f"note_autocorrelation_lag{lag}"] = float(ac[:, j].mean())
     return out
 
 
@@ -84,6 +88,6 @@ def melody_scores(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB) -> list
     for i, t in enumerate(tokens):
         m = music_theory_metrics(t[None, :], ctx)
         rows.append({"structure": round(float(structure_score[i]), 4),
-                     "notes_not_in_key": round(m["notes_not_in_key"], 4),
-                     "leaps_resolved": round(m["leaps_resolved"], 4)})
+                     "onsets_not_in_key": round(m["onsets_not_in_key"], 4),
+                     "leaps_resolved_by_next_note": round(m["leaps_resolved_by_next_note"], 4)})
     return rows

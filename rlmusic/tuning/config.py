@@ -22,6 +22,7 @@ CONFIG_NAME = "tune_config.json"
 WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TABLES = ("theory", "guard")  # keys whose value is a TOML table
+THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
 
 
 def preset_names() -> list[str]:
@@ -56,6 +57,7 @@ class TuneConfig:
     kl_horizon: int = 500  # controller horizon in melodies (Ziegler et al. use 10,000; our runs are short)
     # -- rewards (weights >= 0)
     theory_weight: float = 1.0  # per-step music-theory reward (rule weights in the [theory] table)
+    theory_rules: str = "rlmusic"  # "rlmusic": our rules ([theory] weights); "rl_tuner": Magenta's reward_music_theory
     theory: dict[str, Any] = field(default_factory=dict)  # [theory]: rlmusic.music.reward.TheoryConfig keys
     structure_weight: float = 0.0  # end-of-melody structure score
     novelty_weight: float = 0.0  # end-of-melody originality vs the prior's corpus (novelty x copy penalty)
@@ -125,9 +127,9 @@ class TuneConfig:
             value = getattr(self, f.name)
             if f.name in TABLES:
                 continue
-            if f.name == "eval_corpus":
+            if f.name in ("eval_corpus", "theory_rules"):
                 if value is not None and not isinstance(value, str):
-                    raise ValueError(f"eval_corpus must be a corpus name or 'none', got {value!r}")
+                    raise ValueError(f"{f.name} must be a name, got {value!r}")
                 continue
             if value is None and f.default is None:
                 continue
@@ -164,6 +166,8 @@ class TuneConfig:
             raise ValueError(f"target_kl_per_step must be > 0 or unset, got {self.target_kl_per_step}")
         if self.target_kl_per_step is not None and self.beta == 0:
             raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
+        if self.theory_rules not in THEORY_RULES:
+            raise ValueError(f"theory_rules must be one of {list(THEORY_RULES)}, got {self.theory_rules!r}")
         if self.gamma < 0.99:
             warnings.warn(f"gamma={self.gamma} discounts the end-of-melody rewards strongly", stacklevel=2)
 

@@ -95,8 +95,8 @@ def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None)
     axes[1].legend(fontsize=7)
     axes[2].plot(x, [r.get("kl/beta", np.nan) for r in rows])
     axes[2].set(title="beta", xlabel="env steps")
-    for key in ("notes_not_in_key", "notes_excessively_repeated", "starts_with_tonic", "leaps_resolved",
-                "notes_in_motif", "structure"):
+    for key in ("rl_tuner/notes_not_in_key", "rl_tuner/starts_with_tonic", "rl_tuner/leaps_resolved",
+                "rl_tuner/notes_in_motif", "rl_tuner/unique_min_note", "structure", "novelty"):
         if evals and key in evals[0]:
             axes[3].plot([e["timesteps"] for e in evals], [e[key] for e in evals], "o-", ms=3, label=key)
     axes[3].set(title="evaluation", xlabel="env steps", ylim=(-0.02, 1.02))

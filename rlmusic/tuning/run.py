@@ -39,6 +39,7 @@ from stable_baselines3.common.logger import Logger
 
 from envs.melody import BatchedMelodyVecEnv
 from envs.rewards import (
+    RLTunerTheoryReward,
     final_reward_from_weights,
     no_theory,
     theory_config,
@@ -82,7 +83,12 @@ def build_rewards(config: TuneConfig, vocab: Vocabulary, corpus: str | None):
     """(theory reward, final reward) callables of ``envs.rewards`` for this config; the
     novelty term measures against ``corpus`` (its train split)."""
     theory_config(config.theory)  # unknown rule names or negative weights raise here
-    theory = theory_reward_from_config(vocab, config.theory, config.steps) if config.theory_weight else no_theory
+    if not config.theory_weight:
+        theory = no_theory
+    elif config.theory_rules == "rl_tuner":
+        theory = RLTunerTheoryReward(vocab, config.theory, config.steps)
+    else:
+        theory = theory_reward_from_config(vocab, config.theory, config.steps)
     weights = {"structure": config.structure_weight, "novelty": config.novelty_weight,
                "diversity": config.diversity_weight}
     if config.novelty_weight and corpus is None:
