@@ -43,9 +43,9 @@ def tuning_rate(policy_cls, prior: MelodyLSTM, steps: int, rollouts: int, theory
     theory_reward = None
     if theory:
         from rlmusic.tuning.config import TuneConfig
-        from rlmusic.tuning.run import build_rewards
+        from rlmusic.tuning.rewards import build_rewards
 
-        theory_reward, _ = build_rewards(TuneConfig(steps=steps), prior.vocab, None)
+        theory_reward = build_rewards(TuneConfig(steps=steps), prior.vocab, None).theory
     env = BatchedMelodyVecEnv(prior, n_envs=N_ENVS, steps=steps, theory_reward=theory_reward)
     n_steps = steps * max(1, N_STEPS // steps)
     model = RecurrentPPO(policy_cls, env, n_steps=n_steps, batch_size=BATCH, n_epochs=EPOCHS, learning_rate=1e-5,

@@ -3,10 +3,12 @@
 - action: the next token (``Discrete(vocab.size)``);
 - observation: the previous token (``Discrete(vocab.input_size)``, ``BOS`` after reset).
   The recurrent policy carries the rest of the history in its LSTM state.
-- reward at step t: ``theory_weight * theory_t + beta * log p_prior(a_t | a_<t)``, and
-  at the last step also the end-of-melody terms (structure, originality) and
-  ``human_weight * reward_model.score(melody)``. Each term is reported separately in
-  ``info["reward_terms"]`` (their sum is the reward).
+- reward at step t: ``theory_weight * theory_t + beta * log p_prior(a_t | a_<t)``, the
+  growth of each progress term (``progress_reward``: a score of the melody so far, paid
+  as it grows, so a melody earns its final score in total but each step gets the credit
+  it caused: potential-based shaping), and at the last step the end-of-melody terms
+  (originality, diversity) and ``human_weight * reward_model.score(melody)``. Each term
+  is reported separately in ``info["reward_terms"]`` (their sum is the reward).
 
 ``MelodyBatch`` holds B melodies stepped in lockstep with the frozen prior: ONE prior
 forward per step for all of them, and the theory reward batched too. ``MelodyEnv`` (a
@@ -28,7 +30,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.rewards import FinalReward, RewardModel, TheoryReward, no_final, no_theory
+from envs.rewards import FinalReward, ProgressReward, RewardModel, TheoryReward, no_final, no_theory
 from rlmusic.models.checkpoint import load_model
 from rlmusic.models.lstm import MelodyLSTM
 
@@ -58,6 +60,7 @@ class MelodyBatch:
         human_weight: float = 1.0,
         beta: float = 0.1,
         device: str | torch.device = "cpu",
+        progress_reward: ProgressReward | None = None,
     ):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -70,6 +73,7 @@ class MelodyBatch:
         self.n, self.steps = n, steps
         self.theory_reward = theory_reward or no_theory
         self.final_reward = final_reward or no_final
+        self.progress_reward = progress_reward
         self.reward_model = reward_model
         self.theory_weight, self.human_weight = float(theory_weight), float(human_weight)
         self.beta = float(beta)
@@ -91,6 +95,7 @@ class MelodyBatch:
         self._log_probs = self._bos_log_probs
         self._state = self._bos_state
         self._returns = np.zeros(self.n)
+        self._potentials: dict[str, np.ndarray] = {}  # progress terms of the melodies so far
         return np.full(self.n, self.vocab.BOS, dtype=np.int64)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -115,6 +120,11 @@ class MelodyBatch:
                 logits, self._state = self.prior.step(a, self._state)
             self._log_probs = torch.log_softmax(logits.float(), dim=-1)
         terms = {"theory": self.theory_weight * theory, "log_prior": self.beta * log_prior}
+        if self.progress_reward is not None:  # pay each progress term as it grows
+            for name, value in self.progress_reward(self.tokens[:, : self.t]).items():
+                value = np.asarray(value, dtype=np.float64).reshape(self.n)
+                terms[name] = value - self._potentials.get(name, 0.0)
+                self._potentials[name] = value
         if done:
             melodies = self.tokens.copy()
             for name, value in self.final_reward(melodies).items():

@@ -9,6 +9,9 @@ so the music theory (``rlmusic.music.reward``), the structure and originality sc
   each next token given what came before (already weighted by rule);
 - ``FinalReward``: ``tokens (B, T) -> {name: (B,)}`` end-of-melody terms, each already
   multiplied by its weight (e.g. ``structure``, ``novelty``);
+- ``ProgressReward``: ``tokens so far (B, t) -> {name: (B,)}``: scores of the melodies so
+  far (each already weighted), which the env pays as they grow: step t earns
+  ``score(t) - score(t - 1)``, a melody earns its final score in total (``structure``);
 - ``RewardModel``: an object with ``score(tokens (B, T)) -> (B,)``.
 """
 
@@ -22,6 +25,7 @@ import numpy as np
 from rlmusic.music.originality import NgramIndex, originality_scores
 from rlmusic.music.representation import Vocabulary
 from rlmusic.music.reward import TheoryConfig, step_rewards
+from rlmusic.music.rl_tuner_rewards import COMPONENTS as RL_TUNER_COMPONENTS
 from rlmusic.music.rl_tuner_rewards import (
     RLTunerRewardState,
     rl_tuner_step_reward_components,
@@ -31,6 +35,7 @@ from rlmusic.music.structure import structure_scores
 
 TheoryReward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FinalReward = Callable[[np.ndarray], dict[str, np.ndarray]]
+ProgressReward = Callable[[np.ndarray], dict[str, np.ndarray]]  # melodies so far (B, t) -> {name: (B,)}
 
 
 class RewardModel(Protocol):
@@ -67,9 +72,12 @@ class RLTunerTheoryReward:
     Called step after step from the start, as an env does, it keeps Magenta's running state
     (O(1) per step, ``RLTunerRewardState``); called on any other history it replays the
     whole melody (``rl_tuner_step_rewards``). ``last_components`` holds the last step's
-    unscaled rule values (name -> (B,)), for logging."""
+    unscaled rule values (name -> (B,)), for logging. ``amounts`` multiply components by
+    name (Magenta's ``reward_*`` functions take their amounts as arguments; {} keeps
+    ``reward_music_theory``'s own, and its float sums exactly)."""
 
-    def __init__(self, vocab: Vocabulary, config: Any = None, steps: int = 32):
+    def __init__(self, vocab: Vocabulary, config: Any = None, steps: int = 32,
+                 amounts: Mapping[str, float] | None = None):
         if vocab != Vocabulary():
             raise ValueError(f"RL Tuner's reward is defined on pitches 48..84 (Magenta's tokens); "
                              f"this prior's vocabulary is {vocab.min_pitch}..{vocab.max_pitch}")
@@ -78,6 +86,12 @@ class RLTunerTheoryReward:
         self.state = RLTunerRewardState(self.scale, self.tonic_pitch, self.steps)
         self.fed = np.zeros((0, 0), dtype=np.int64)  # what the running state has seen
         self.last_components: dict[str, np.ndarray] = {}
+        self.amounts = dict(amounts or {})
+        for name, value in self.amounts.items():
+            if name not in RL_TUNER_COMPONENTS:
+                raise ValueError(f"unknown RL Tuner reward component {name!r}; valid: {', '.join(RL_TUNER_COMPONENTS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"multiplier of RL Tuner's {name} must be a finite number >= 0, got {value!r}")
 
     def __call__(self, histories: np.ndarray, next_tokens: np.ndarray) -> np.ndarray:
         histories = np.asarray(histories, dtype=np.int64).reshape(len(next_tokens), -1)
@@ -90,11 +104,14 @@ class RLTunerTheoryReward:
             reward = self.state.step(next_tokens)
             self.fed = np.concatenate([self.fed, next_tokens[:, None]], axis=1)
             self.last_components = self.state.last_components
+        else:
+            full = np.concatenate([histories, next_tokens[:, None]], axis=1)
+            parts = rl_tuner_step_reward_components(full, self.scale, self.tonic_pitch, self.steps)
+            self.last_components = {k: v[:, -1] for k, v in parts.items()}
+            reward = rl_tuner_step_rewards(full, self.scale, self.tonic_pitch, self.steps)[:, -1]
+        if not self.amounts:
             return reward
-        full = np.concatenate([histories, next_tokens[:, None]], axis=1)
-        parts = rl_tuner_step_reward_components(full, self.scale, self.tonic_pitch, self.steps)
-        self.last_components = {k: v[:, -1] for k, v in parts.items()}
-        return rl_tuner_step_rewards(full, self.scale, self.tonic_pitch, self.steps)[:, -1]
+        return sum(self.amounts.get(k, 1.0) * v for k, v in self.last_components.items())
 
 
 def theory_config(config: Any = None) -> TheoryConfig:
@@ -146,3 +163,16 @@ def final_reward_from_weights(
         return out
 
     return final
+
+
+def structure_progress(weight: float) -> ProgressReward:
+    """The structure (form) score of the melody so far times ``weight``, for the env to pay
+    as it grows: the step that brings a phrase back gets the credit at once, and a melody
+    earns ``weight * structure(melody)`` in total, as with an end-of-melody term."""
+    if weight < 0:
+        raise ValueError(f"weight of structure must be >= 0, got {weight}")
+
+    def progress(tokens: np.ndarray) -> dict[str, np.ndarray]:
+        return {"structure": weight * np.asarray(structure_scores(tokens), dtype=np.float64)}
+
+    return progress

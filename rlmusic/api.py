@@ -43,15 +43,16 @@ def make_env(model: MelodyLSTM | str | Path | None = None, steps: int = 32,
     from envs.melody import MelodyEnv
     from rlmusic.models.checkpoint import default_prior_dir
     from rlmusic.tuning.config import TuneConfig
-    from rlmusic.tuning.run import build_rewards, novelty_corpus
+    from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 
     config = (config or TuneConfig()).replace(steps=steps)
     config.validate()
     prior = model if model is not None and not isinstance(model, (str, Path)) else load_model(model)
     source = getattr(prior, "source_dir", None) or default_prior_dir()
-    theory, final = build_rewards(config, prior.vocab, novelty_corpus(config, Path(source)))
+    rewards = build_rewards(config, prior.vocab, novelty_corpus(config, Path(source)))
     options = {"theory_weight": config.theory_weight, "beta": config.beta, **kwargs}
-    return MelodyEnv(prior, steps=steps, theory_reward=theory, final_reward=final, **options)
+    return MelodyEnv(prior, steps=steps, theory_reward=rewards.theory, final_reward=rewards.final,
+                     progress_reward=rewards.progress, **options)
 
 
 def tune(model: MelodyLSTM, config: TuneConfig, out: str | Path, *, reward_model: str | Path | Any = None,

@@ -63,7 +63,7 @@ GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
 
 
 def test_the_parser_sees_the_project():
-    assert "rlmusic.tuning.run" in GRAPH and "rlmusic.music.representation" in GRAPH["rlmusic.tuning.run"]
+    assert "rlmusic.tuning.run" in GRAPH and "envs.rewards" in GRAPH["rlmusic.tuning.rewards"]
     assert "db.engine" in GRAPH["db.schema"]
 
 

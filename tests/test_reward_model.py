@@ -34,7 +34,9 @@ def melodies(n: int, steps: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def rising(tokens: np.ndarray) -> np.ndarray:
-    """The known quality: last note minus first note (octaves)."""
+    """A known quality for testing the fitting itself: last note minus first note (octaves).
+    It is one of the features' statistics, so it proves the fitting works, not that a taste
+    can be learnt (tests/test_rounds.py and tests/test_simulate.py do that)."""
     return melody_statistics(tokens, Vocabulary())[:, -1]
 
 
@@ -133,7 +135,7 @@ def test_save_load_round_trip(prior_dir, tmp_path):
     assert meta["data"]["rating_ids"] == sorted(r["rating_id"] for r in stars)
     assert meta["data"]["comparison_ids"] == list(range(1, 31))
     assert meta["prior"]["vocabulary"]["min_pitch"] == 48 and meta["head"]["ensemble"] == 3
-    assert meta["metrics"]["split"] == "rater"
+    assert meta["metrics"]["split"] == "clip"
     metrics = json.loads((tmp_path / "rm" / "metrics.json").read_text())
     assert set(metrics) >= {"pairwise_accuracy", "spearman", "star_pair_accuracy"}
 
@@ -177,8 +179,8 @@ def test_guarded_model_normalises_with_running_stats(prior_dir):
     assert first.mean() > 0.5 * raw  # the running stats start at the training melodies'
     assert last.mean() < 0.5 * first.mean()  # then the running mean catches up with the policy
     assert guarded.stats.mean > 0.7 * raw
-    score, disagreement, n = guarded.drain()
-    assert n == 31 * 8 and score > 1 and disagreement > 0 and guarded.pending == []
+    score, disagreement, ood, n = guarded.drain()
+    assert n == 31 * 8 and score > 1 and disagreement > 0 and ood > 0 and guarded.pending == []
     plain = GuardedRewardModel(model, GuardConfig(running_norm=False, clip=0))
     np.testing.assert_allclose(plain.score(best), model.score(best))
     with pytest.raises(ValueError, match="guard action"):
@@ -189,3 +191,43 @@ def test_spearman_and_ranks():
     assert rankdata(np.array([3.0, 1.0, 3.0])).tolist() == [2.5, 1.0, 2.5]
     assert spearman(np.arange(5.0), np.arange(5.0) ** 3) == pytest.approx(1)
     assert math.isnan(spearman(np.ones(4), np.arange(4.0)))
+
+
+def test_held_out_statistics_come_from_training_rows_only():
+    from rlmusic.feedback.judgements import zscore_within_raters
+
+    stars = np.array([1.0, 3.0, 5.0, 5.0, 2.0, 4.0])
+    raters = ["a", "a", "a", "a", "b", "b"]
+    z, stats = zscore_within_raters(stars, raters, np.array([0, 1, 2]))  # a's last row held out
+    assert stats["a"] == {"mean": 3.0, "std": pytest.approx(np.std([1, 3, 5])), "n": 3}
+    assert z[3] == pytest.approx(2 / np.std([1, 3, 5]))  # held out: z-scored with the training stats
+    assert "b" not in stats and z[4] == -1.0 and z[5] == 1.0  # unseen rater: its own stars only
+
+
+def test_the_rater_split_is_clip_disjoint_too(prior_dir):
+    from rlmusic.feedback.judgements import prepare, split_rows
+
+    tokens = melodies(30)
+    q = rising(tokens)
+    rows = [r for k in range(4) for r in star_rows_for(tokens, q + k, f"r{k}", 0, start_id=100 * k)]
+    data = prepare(rows, [], "half")
+    s_tr, s_te, _, _, used = split_rows(data, "rater", 0.25, seed=0)
+    assert used == "rater" and len(s_te) == 30  # one of four raters held out
+    assert not set(data.star_idx[s_tr]) & set(data.star_idx[s_te])  # no test melody in training
+    assert {data.star_rater[i] for i in s_tr}.isdisjoint({data.star_rater[i] for i in s_te})
+    clip_tr, clip_te, *_ = split_rows(data, "clip", 0.25, seed=0)
+    assert not set(data.star_idx[clip_tr]) & set(data.star_idx[clip_te])
+
+
+def test_ood_is_about_one_for_rated_melodies_and_large_far_from_them(prior_dir):
+    tokens = melodies(60, seed=3)
+    q = rising(tokens)
+    model = fit_reward_model(star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100),
+                             [], prior_dir, RewardModelConfig(**FAST))
+    like_rated = model.ood(melodies(40, seed=4))  # new melodies drawn like the rated ones
+    assert 0.5 < np.median(like_rated) < 2.0
+    ramp = np.full((1, 16), Vocabulary.HOLD)
+    ramp[0, ::2] = np.linspace(2, 38, 8).round()  # 48 -> 84 in eighths: nothing like the rated
+    far = model.ood(ramp)[0]
+    assert far > 3 * np.median(like_rated), far
+    assert model.score(ramp)[0] > 1  # the reward model likes it: extrapolation the guard must catch

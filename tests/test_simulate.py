@@ -7,7 +7,14 @@ import db
 from rlmusic.cli.main import main as cli_main
 from rlmusic.cli.simulate import simulate_raters
 from rlmusic.feedback.judgements import spearman
-from rlmusic.feedback.simulate import SILENT, make_raters, taste_score
+from rlmusic.feedback.simulate import (
+    CALIBRATION,
+    SILENT,
+    TASTES,
+    make_raters,
+    raw_taste,
+    taste_score,
+)
 from rlmusic.music.representation import Note, Vocabulary, notes_to_tokens
 
 V = Vocabulary()
@@ -17,25 +24,64 @@ def line(pitches, steps_each=4):
     return notes_to_tokens([Note(i * steps_each, steps_each, p) for i, p in enumerate(pitches)], V)
 
 
-ARCH = line([60, 62, 64, 67, 69, 67, 64, 62])
-VALLEY = line([69, 67, 64, 62, 60, 62, 64, 67])
-FLAT = line([64] * 8)
-RISING = line([60, 61, 62, 64, 65, 67, 69, 72])
-LEAPY = line([60, 72, 60, 72, 60, 72, 60, 72])
+ZIGZAG = line([60, 64, 62, 65, 64, 67, 65, 69])  # turns at every note
+RISING = line([60, 62, 64, 65, 67, 69, 71, 72])  # never turns
 
 
-def test_tastes_order_hand_made_melodies():
-    contour = taste_score(np.stack([ARCH, FLAT, VALLEY]), "contour")
-    assert contour[0] > 1 and contour[1] == pytest.approx(0) and contour[2] < -1
-    rising = taste_score(np.stack([RISING, FLAT, RISING[::-1].copy()]), "rising")
-    assert rising[0] > 1 and rising[1] == pytest.approx(0) and rising[2] < -1
-    smooth = taste_score(np.stack([RISING, LEAPY]), "smooth")
-    assert smooth[0] > -0.5 > -3 > smooth[1]
+def test_tastes_by_hand():
+    # contour: share of direction changes between successive intervals
+    assert raw_taste(np.stack([ZIGZAG, RISING]), "contour").tolist() == [1.0, 0.0]
+    # rhythm: share of onsets on a quarter-note beat (every 4 steps)
+    on_beat, off_beat = line([60] * 8, 4), line([60] * 16, 2)  # 8 quarters / 16 eighths
+    assert raw_taste(np.stack([on_beat, off_beat]), "rhythm").tolist() == [1.0, 0.5]
+    # pitch: share of notes that are C, E or G
+    assert raw_taste(RISING[None], "pitch")[0] == pytest.approx(4 / 8)  # C E G C of C D E F G A B C
+    # ending: the last note is the tonic (+1) and lasts a quarter note (+1)
+    long_c = line([62, 64, 65, 60], 4)
+    short_c = np.concatenate([line([62, 64, 65, 60], 4)[:-3], [V.REST] * 3])
+    long_d = line([60, 64, 65, 62], 4)
+    assert raw_taste(np.stack([long_c, short_c, long_d]), "ending").tolist() == [2.0, 1.0, 1.0]
+    # standardised by the prior's samples: one unit is one standard deviation
+    mean, std = CALIBRATION["pitch"]
+    assert taste_score(RISING[None], "pitch")[0] == pytest.approx((0.5 - mean) / std)
     silent = np.zeros((1, 32), dtype=np.int64)
-    for taste in ("contour", "rising", "smooth"):
+    for taste in TASTES:
         assert taste_score(silent, taste)[0] == SILENT
+
+
+@pytest.mark.parametrize("taste", TASTES)
+def test_no_taste_is_a_function_of_the_reward_models_statistics(taste):
+    """A taste the reward model's features compute would prove plumbing, not learning."""
+    from rlmusic.feedback.features import melody_statistics
+    from rlmusic.models.checkpoint import load_model
+    from rlmusic.models.generate import sample_tokens
+
+    tokens = sample_tokens(load_model(), 600, 64, seed=7)
+    stats = melody_statistics(tokens, V).astype(np.float64)
+    y = taste_score(tokens, taste)
+    x = np.c_[stats, np.ones(len(stats))]
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    r2 = 1 - ((x @ coef - y) ** 2).mean() / y.var()
+    assert r2 < 0.4, f"{taste}: the statistics explain {r2:.2f} of it"
+    # and the check can fail: a taste that is a statistic is caught
+    rising = stats[:, 10] - stats[:, 7]  # quarter4 - quarter1: the old "rising" taste
+    coef, *_ = np.linalg.lstsq(x, rising, rcond=None)
+    assert 1 - ((x @ coef - rising) ** 2).mean() / rising.var() > 0.999
+
+
+def test_calibration_matches_the_shipped_prior():
+    from rlmusic.models.checkpoint import load_model
+    from rlmusic.models.generate import sample_tokens
+
+    tokens = sample_tokens(load_model(), 1000, 64, seed=11)  # other samples than the calibration's
+    for taste in TASTES:
+        values = taste_score(tokens, taste)
+        assert abs(values.mean()) < 0.15 and 0.85 < values.std() < 1.15, taste
+
+
+def test_an_unknown_taste_names_the_valid_ones():
     with pytest.raises(ValueError, match="unknown taste 'jazzy'; valid"):
-        taste_score(ARCH[None], "jazzy")
+        taste_score(ZIGZAG[None], "jazzy")
 
 
 def test_raters_are_reproducible_and_differ_in_bias():
@@ -97,6 +143,6 @@ def test_priority_order_rates_the_prioritised_clips_first(queued):
 
 def test_cli_route(queued, capsys):
     assert cli_main(["simulate-raters", "--n-raters", "2", "--per-rater", "5", "--pairs", "3",
-                     "--taste", "smooth"]) == 0
+                     "--taste", "rhythm"]) == 0
     out = capsys.readouterr().out
     assert "imported 10 star ratings and 6 comparisons" in out

@@ -19,6 +19,8 @@ from rlmusic.music.rules import note_autocorrelation
 from rlmusic.music.structure import (
     bar_similarity_matrix,
     cadence_scores,
+    form_terms,
+    lag_matches,
     structure_score,
     structure_terms,
 )
@@ -287,19 +289,30 @@ def test_cadence():
 
 
 def test_structure_prefers_form_over_loops_and_noise():
-    aaba = np.array(BAR_A + BAR_A + BAR_B + BAR_END)
-    loop = np.array(BAR_A * 4)
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, V.size, 64)
-    s_aaba, s_loop, s_noise = (structure_score(x) for x in (aaba, loop, noise))
-    assert s_aaba > 0.6
-    assert s_loop < s_aaba  # one bar four times: bar_variety halves it
+    def bar(*pitches):  # four quarter notes
+        return [t for p in pitches for t in (V.pitch_to_token(p), H, H, H)]
+
+    a, b = bar(60, 62, 64, 65), bar(67, 69, 71, 72)
+    aaba, loop = np.array([a + a + b + a]), np.array([a * 4])
+    form = form_terms(aaba)
+    # lag 16: bars (A,A) match on their 4 onsets, (A,B) and (B,A) on none: 4 of 12 onset steps;
+    # lag 32: (A,B) none, (A,A) all: 4 of 8. Lags off the beat match nothing.
+    assert lag_matches(aaba, [16, 32])[0] == pytest.approx([1 / 3, 1 / 2])
+    assert form["repetition"][0] == 0.5
+    # 13 windows of 16 steps, every 4 steps; the ones at 16 and 48 copy the one at 0
+    assert form["variety"][0] == pytest.approx(11 / 13)
+    assert form["structure"][0] == 0.5  # variety above 0.8 costs nothing
+    looped = form_terms(loop)
+    assert looped["repetition"][0] == 1.0 and looped["variety"][0] == pytest.approx(4 / 13)
+    assert looped["structure"][0] == pytest.approx(4 / 13 / 0.8)
+    assert looped["structure"][0] < form["structure"][0]
+    noise = np.random.default_rng(0).integers(0, V.size, (1, 64))
+    assert structure_score(noise[0]) < 0.2
+    # the older bar-grid score is still reported under its own name
     assert structure_terms(loop)["bar_variety"][0] == 0.5
-    assert s_noise < s_aaba - 0.2
-    assert 0.0 <= s_noise <= 1.0
     ctx = RuleContext(steps=64)
-    assert step("structure", list(aaba), ctx) == pytest.approx(s_aaba)
-    assert step("structure", list(aaba[:63]), ctx) == 0.0
+    assert step("structure", list(aaba[0]), ctx) == pytest.approx(0.5)
+    assert step("structure", list(aaba[0][:63]), ctx) == 0.0
 
 
 # --------------------------------------------------------------------------- metrics

@@ -11,7 +11,7 @@ from envs.melody import BatchedMelodyVecEnv
 from rlmusic.cli.main import main as cli_main
 from rlmusic.models.checkpoint import load_model, load_provenance, save_model
 from rlmusic.models.lstm import MelodyLSTM, ModelConfig
-from rlmusic.music.representation import load_midi, midi_to_tokens
+from rlmusic.music.representation import Vocabulary, load_midi, midi_to_tokens
 from rlmusic.tuning.callbacks import KLControl, KLController
 from rlmusic.tuning.config import TuneConfig
 from rlmusic.tuning.policy import fast_process_sequence, policy_log_probs
@@ -241,3 +241,23 @@ def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, t
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "reward/human" in header and "guard/kl_per_step" in header
     assert (out / "guard.json").is_file()
+
+
+def test_the_rl_tuner_theory_reward_is_magentas_step_by_step_and_on_any_history():
+    from rlmusic.music.rl_tuner_rewards import rl_tuner_step_reward_components, rl_tuner_step_rewards
+    from rlmusic.tuning.rewards import build_rewards
+
+    vocab = Vocabulary()
+    tokens = np.random.default_rng(0).integers(0, vocab.size, (5, 32))
+    exact = build_rewards(TuneConfig(theory_rules="rl_tuner"), vocab, None).theory
+    stepped = np.stack([exact(tokens[:, :t], tokens[:, t]) for t in range(32)], axis=1)  # as the env calls it
+    np.testing.assert_array_equal(stepped, rl_tuner_step_rewards(tokens))
+    assert exact(tokens[:, :7], tokens[:, 7]) == pytest.approx(rl_tuner_step_rewards(tokens)[:, 7])  # out of order
+    scaled = build_rewards(TuneConfig(theory_rules="rl_tuner", rl_tuner={"high_low_unique": 3.0}), vocab, None).theory
+    got = np.stack([scaled(tokens[:, :t], tokens[:, t]) for t in range(32)], axis=1)
+    parts = rl_tuner_step_reward_components(tokens)
+    np.testing.assert_allclose(got, sum((3.0 if k == "high_low_unique" else 1.0) * v for k, v in parts.items()))
+    with pytest.raises(ValueError, match="unknown RL Tuner reward component 'tonicc'"):
+        build_rewards(TuneConfig(theory_rules="rl_tuner", rl_tuner={"tonicc": 1.0}), vocab, None)
+    with pytest.raises(ValueError, match="apply to theory_rules = 'rl_tuner' only"):
+        build_rewards(TuneConfig(rl_tuner={"tonic": 2.0}), vocab, None)

@@ -107,7 +107,8 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-raters", type=int, default=5, help="simulated raters (names sim-TASTE-0..)")
     parser.add_argument("--taste", default="contour", choices=TASTES,
-                        help="what they like: contour (arch), rising (ends higher), smooth (no large leaps)")
+                        help="what they like: contour (lines that turn), rhythm (notes on the beat), "
+                             "pitch (notes of the tonic triad), ending (a long final tonic)")
     parser.add_argument("--noise", type=float, default=0.5, help="std of each judgement's noise, in stars")
     parser.add_argument("--per-rater", type=int, default=20, help="star ratings per rater (0: none)")
     parser.add_argument("--pairs", type=int, default=0, help="pairwise comparisons per rater (0: none)")

@@ -148,8 +148,9 @@ def evaluate_tokens(
         out["log_p_prior_per_step"] = float(step_log_probs(prior, tokens).mean())
     else:
         out["log_p_prior_per_step"] = math.nan
-    for name in ("bar_repetition", "cadence", "rhythm_consistency"):
+    for name in ("repetition", "variety", "bar_repetition", "cadence", "rhythm_consistency"):
         out[f"structure_{name}"] = float(parts[name].mean())
+    out["bar_structure"] = float(parts["bar_structure"].mean())  # the older bar-grid score
     out["notes_per_melody"] = float((vocab.pitches(tokens) >= 0).sum(axis=1).mean())
     out["n"], out["steps"] = N, T
     ordered = {k: out[k] for k in CONTRACT_KEYS if k in out}

@@ -59,6 +59,7 @@ from rlmusic.feedback.judgements import (
     heldout_metrics,
     prepare,
     split_rows,
+    zscore_within_raters,
 )
 from rlmusic.feedback.reward_model import (
     FORMAT_VERSION,
@@ -91,7 +92,7 @@ class RewardModelConfig:
     ties: str = "half"  # "half": a tie is half a win for each clip; "skip": ties are dropped
     bootstrap: bool = True  # each head sees its own bootstrap resample (False: all rows, seeds differ)
     features: str = "prior+stats"  # "prior+stats", "prior" (frozen LSTM only) or "stats" (melody statistics only)
-    split: str = "rater"  # held-out evaluation: "rater"-disjoint or "clip"-disjoint
+    split: str = "clip"  # held-out evaluation: "clip"-disjoint, or "rater"-disjoint (and clip-disjoint)
     holdout: float = 0.25  # share of raters (or clips) held out for the metrics
     min_ratings: int = 20  # refuse to fit on fewer judgements (star ratings + comparisons)
     seed: int = 0  # seeds the split, the bootstrap and the heads' initialisation
@@ -132,6 +133,7 @@ class RewardModelConfig:
 def _fit_heads(
     x: torch.Tensor,  # (M, F) standardised features of the unique melodies
     data: Judgements,
+    star_z: np.ndarray,  # (S,) star targets of every star row (only star_rows are read)
     star_rows: np.ndarray,  # which star rows to use (indices)
     pair_rows: np.ndarray,  # which pair rows to use
     config: RewardModelConfig,
@@ -150,7 +152,7 @@ def _fit_heads(
 
     ws, wp = weights(len(star_rows)), weights(len(pair_rows))
     s_idx = torch.as_tensor(data.star_idx[star_rows])
-    s_z = torch.as_tensor(data.star_z[star_rows], dtype=torch.float32)
+    s_z = torch.as_tensor(star_z[star_rows], dtype=torch.float32)
     p_a, p_b = torch.as_tensor(data.pair_a[pair_rows]), torch.as_tensor(data.pair_b[pair_rows])
     p_y = torch.as_tensor(data.pair_y[pair_rows], dtype=torch.float32)
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
@@ -198,22 +200,28 @@ def fit_reward_model(
     steps_seen = sorted({len(m) for m in data.melodies})
     feats = np.concatenate([melody_features(prior, np.array([m]), config.features) for m in data.melodies]) \
         if len(steps_seen) > 1 else melody_features(prior, np.array(data.melodies), config.features)
-    mean, std = feats.mean(0), feats.std(0)
-    std = np.where(std > 1e-6, std, 1.0)
-    x = torch.as_tensor((feats - mean) / std, dtype=torch.float32)  # (M, F)
 
     metrics: dict[str, Any] = {}
     if evaluate:
         s_tr, s_te, p_tr, p_te, used = split_rows(data, config.split, config.holdout, config.seed)
         if len(s_tr) + len(p_tr) and len(s_te) + len(p_te):
-            head = _fit_heads(x, data, s_tr, p_tr, config, config.seed + 1000)
+            # every statistic from training rows only: feature standardisation, star z-scores
+            seen = np.unique(np.concatenate([data.star_idx[s_tr], data.pair_a[p_tr], data.pair_b[p_tr]]))
+            x_tr = torch.as_tensor(standardise(feats, feats[seen]), dtype=torch.float32)
+            z_tr, _ = zscore_within_raters(data.star_value, data.star_rater, s_tr)
+            head = _fit_heads(x_tr, data, z_tr, s_tr, p_tr, config, config.seed + 1000)
             with torch.no_grad():
-                held = head(x).mean(0).numpy()
-            metrics = {"split": used, **heldout_metrics(held, data, s_te, p_te),
-                       "n_train_ratings": int(len(s_tr)), "n_train_pairs": int(len(p_tr))}
+                held = head(x_tr).mean(0).numpy()
+            metrics = {"split": used, **heldout_metrics(held, data, s_te, p_te, z_tr),
+                       "n_train_ratings": int(len(s_tr)), "n_train_pairs": int(len(p_tr)),
+                       "n_dropped_ratings": int(len(data.star_idx) - len(s_tr) - len(s_te)),
+                       "n_dropped_pairs": int(len(data.pair_a) - len(p_tr) - len(p_te))}
         else:
             metrics = {"split": used, "note": "held-out part or training part empty: no held-out metrics"}
-    head = _fit_heads(x, data, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)), config, config.seed)
+    mean, std = feats.mean(0), np.where(feats.std(0) > 1e-6, feats.std(0), 1.0)
+    x = torch.as_tensor((feats - mean) / std, dtype=torch.float32)  # (M, F): the saved model sees all
+    head = _fit_heads(x, data, data.star_z, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)), config,
+                      config.seed)
     with torch.no_grad():
         raw = head(x).numpy()  # (K, M)
     mu, sd = float(raw.mean(0).mean()), float(raw.mean(0).std())
@@ -249,8 +257,16 @@ def fit_reward_model(
         },
         "metrics": metrics,
     }
-    tensors = {"feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std)}
-    return RewardModel(prior, head, tensors["feature_mean"], tensors["feature_std"], meta)
+    tensors = {"feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std),
+               "rated_features": torch.as_tensor((feats - mean) / std, dtype=torch.float32)}
+    return RewardModel(prior, head, tensors["feature_mean"], tensors["feature_std"], meta,
+                       rated_features=tensors["rated_features"])
+
+
+def standardise(feats: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``feats`` standardised with the mean and std of ``basis`` (constant columns: std 1)."""
+    std = basis.std(0)
+    return (feats - basis.mean(0)) / np.where(std > 1e-6, std, 1.0)
 
 
 # --------------------------------------------------------------------------- active selection

@@ -55,8 +55,9 @@ class GuardConfig:
     clip: float = 5.0  # clip the normalised score to +-clip (0 = no clip)
     max_kl_per_step: float = 1.0  # nats per step of KL(pi || prior) above which the guard fires (0 = off)
     max_disagreement: float = 3.0  # ensemble std on the policy's melodies / on the training melodies (0 = off)
+    max_ood: float = 2.0  # mean distance of the policy's melodies to the rated ones / the rated ones' own (0 = off)
     patience: int = 2  # consecutive rollouts over a threshold before the guard fires
-    action: str = "warn"  # "warn": warn and go on; "stop": warn and stop training (the model is still saved)
+    action: str = "stop"  # "stop": stop and go back to the last rollout's weights the guard passed; "warn": go on
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> GuardConfig:
@@ -72,7 +73,7 @@ class GuardConfig:
     def validate(self) -> None:
         if self.action not in ("warn", "stop"):
             raise ValueError(f"guard action must be 'warn' or 'stop', got {self.action!r}")
-        for name in ("init_count", "clip", "max_kl_per_step", "max_disagreement"):
+        for name in ("init_count", "clip", "max_kl_per_step", "max_disagreement", "max_ood"):
             if getattr(self, name) < 0:
                 raise ValueError(f"guard {name} must be >= 0, got {getattr(self, name)}")
         if self.patience < 1:
@@ -90,7 +91,7 @@ class GuardedRewardModel:
         self.model, self.config = model, config or GuardConfig()
         self.config.validate()
         self.stats = RunningMeanStd(0.0, 1.0, float(self.config.init_count) or 1e-4)
-        self.pending: list[tuple[float, float, int]] = []  # (score sum, disagreement sum, n) per call
+        self.pending: list[tuple[float, float, float, int]] = []  # (score, disagreement, ood sums, n) per call
 
     @property
     def vocab(self) -> Vocabulary:
@@ -99,9 +100,18 @@ class GuardedRewardModel:
     def score_with_uncertainty(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.model.score_with_uncertainty(tokens)
 
+    @property
+    def rating_ids(self) -> list[int]:
+        return self.model.rating_ids
+
+    @property
+    def comparison_ids(self) -> list[int]:
+        return self.model.comparison_ids
+
     def score(self, tokens: np.ndarray) -> np.ndarray:
         mean, std = self.model.score_with_uncertainty(tokens)
-        self.pending.append((float(mean.sum()), float(std.sum()), len(mean)))
+        ood = self.model.ood(tokens) if self.config.max_ood else np.full(len(mean), np.nan)
+        self.pending.append((float(mean.sum()), float(std.sum()), float(np.sum(ood)), len(mean)))
         if not self.config.running_norm:
             out = mean
         else:
@@ -109,13 +119,12 @@ class GuardedRewardModel:
             out = (mean - self.stats.mean) / math.sqrt(self.stats.var + 1e-8)
         return np.clip(out, -self.config.clip, self.config.clip) if self.config.clip else out
 
-    def drain(self) -> tuple[float, float, int]:
-        """(mean raw score, mean disagreement, melodies) since the last drain."""
-        s = sum(p[0] for p in self.pending)
-        d = sum(p[1] for p in self.pending)
-        n = sum(p[2] for p in self.pending)
+    def drain(self) -> tuple[float, float, float, int]:
+        """(mean raw score, mean disagreement, mean out-of-distribution ratio, melodies)
+        since the last drain."""
+        s, d, o, n = (sum(p[i] for p in self.pending) for i in range(4))
         self.pending.clear()
-        return (s / n, d / n, n) if n else (math.nan, math.nan, 0)
+        return (s / n, d / n, o / n, n) if n else (math.nan, math.nan, math.nan, 0)
 
     def tune_callbacks(self, run: Any) -> list[Any]:
         """The callbacks ``rlmusic.tuning.run.TuneRun.train`` adds: ``[RewardGuard]`` on
@@ -131,8 +140,12 @@ def load_guarded(directory: str | Path, device: Any = "cpu", guard: Mapping[str,
 
 
 class RewardGuard(BaseCallback):
-    """An SB3 callback watching KL(pi || prior) per step and the ensemble disagreement each
-    rollout; fires after ``patience`` rollouts over a threshold (warn, or stop training)."""
+    """An SB3 callback watching, each rollout, KL(pi || prior) per step, the ensemble
+    disagreement and how far the policy's melodies lie outside the rated ones (``ood``:
+    the reward model extrapolates there, and a policy that games it goes there first).
+    After ``patience`` rollouts over a threshold it fires: ``action="stop"`` stops training
+    and puts the policy back to its weights after the last rollout that passed (the last
+    good state, which the run then evaluates and saves); ``"warn"`` warns and goes on."""
 
     def __init__(self, guarded: GuardedRewardModel, env: Any, out: str | Path | None = None):
         super().__init__()
@@ -143,6 +156,9 @@ class RewardGuard(BaseCallback):
         self.over = 0
         self.stop = False
         self._kl, self._n = 0.0, 0
+        self.good_state: dict[str, Any] | None = None  # policy weights after the last rollout that passed
+        self.good_timesteps = 0
+        self.restored_to: int | None = None
 
     def _on_step(self) -> bool:
         log_pi = self.locals["log_probs"].detach().cpu().numpy().reshape(-1)
@@ -153,10 +169,10 @@ class RewardGuard(BaseCallback):
     def _on_rollout_end(self) -> None:
         kl = self._kl / self._n if self._n else math.nan
         self._kl, self._n = 0.0, 0
-        score, disagreement, _ = self.guarded.drain()
+        score, disagreement, ood, _ = self.guarded.drain()
         ratio = disagreement / max(self.guarded.model.train_disagreement, 1e-8)
         row = {"timesteps": int(self.num_timesteps), "kl_per_step": kl, "human_score": score,
-               "disagreement": disagreement, "disagreement_ratio": ratio}
+               "disagreement": disagreement, "disagreement_ratio": ratio, "ood": ood}
         self.history.append(row)
         reasons = []
         if self.cfg.max_kl_per_step and kl > self.cfg.max_kl_per_step:
@@ -164,34 +180,49 @@ class RewardGuard(BaseCallback):
         if self.cfg.max_disagreement and ratio > self.cfg.max_disagreement:
             reasons.append(f"ensemble disagreement {ratio:.2f}x its training level > "
                            f"max_disagreement={self.cfg.max_disagreement:g}")
+        if self.cfg.max_ood and ood > self.cfg.max_ood:
+            reasons.append(f"melodies {ood:.2f}x as far from the rated ones as those are from each other "
+                           f"> max_ood={self.cfg.max_ood:g}")
         self.over = self.over + 1 if reasons else 0
+        if not reasons and not self.stop:  # the weights trained on this rollout are still good
+            self.good_state = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+            self.good_timesteps = int(self.num_timesteps)
         fired = self.over >= self.cfg.patience and not self.stop
         rec = self.logger.record
         rec("guard/kl_per_step", kl)
         rec("guard/human_score", score)
         rec("guard/disagreement", disagreement)
         rec("guard/disagreement_ratio", ratio)
+        rec("guard/ood", ood)
         rec("guard/triggered", float(bool(self.events) or fired))
         if fired:
             first = self.history[0]["human_score"]
             message = (f"over-optimisation guard at {self.num_timesteps} env steps: " + "; ".join(reasons)
                        + f" for {self.over} rollouts, while the reward model's score went from "
                        f"{first:.2f} to {score:.2f}"
-                       + (": stopping training" if self.cfg.action == "stop" else " (action='warn': going on)"))
+                       + (f": stopping training; the policy goes back to its weights at {self.good_timesteps} env "
+                          "steps, the last the guard passed" if self.cfg.action == "stop"
+                          else " (action='warn': going on)"))
             self.events.append({**row, "reasons": reasons, "action": self.cfg.action, "message": message})
             warnings.warn(message, OverOptimisationWarning, stacklevel=2)
             if self.cfg.action == "stop":
                 self.stop = True
         self.write()
 
+    def _on_training_end(self) -> None:
+        if self.stop and self.good_state is not None:  # back to the last good weights
+            self.model.policy.load_state_dict(self.good_state)
+            self.restored_to = self.good_timesteps
+            self.write()
+
     def report(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "triggered": bool(self.events), "stopped": self.stop,
-                "events": self.events, "history": self.history}
+                "restored_to_timesteps": self.restored_to, "events": self.events, "history": self.history}
 
     def provenance(self) -> dict[str, Any]:
         """What the tuned model's provenance keeps of the guard (``TuneRun.save`` asks)."""
         report = self.report()
-        return {"guard": {k: report[k] for k in ("triggered", "stopped", "events")}}
+        return {"guard": {k: report[k] for k in ("triggered", "stopped", "restored_to_timesteps", "events")}}
 
     def write(self) -> None:
         if self.out is not None:

@@ -31,12 +31,27 @@ def normalise_stars(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, dict
     A rater whose stars never vary (or who gave one rating) gets targets of 0."""
     stars = np.array([float(r["stars"]) for r in rows])
     raters = [str(r["rater"]) for r in rows]
-    z = np.zeros(len(rows))
+    return zscore_within_raters(stars, raters, np.arange(len(rows)))
+
+
+def zscore_within_raters(stars: np.ndarray, raters: Sequence[str], fit_rows: np.ndarray
+                         ) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """Stars z-scored within each rater with that rater's mean and std over ``fit_rows``
+    only (held-out rows never shape the targets of training rows); a rater with no row
+    in ``fit_rows`` is z-scored on their own rows (a transform of their stars alone).
+    Returns (targets (N,), {rater: {mean, std, n}} of the fit rows); a rater whose
+    fitted stars never vary gets targets of 0."""
+    stars = np.asarray(stars, dtype=np.float64)
+    z = np.zeros(len(stars))
+    fit = np.zeros(len(stars), dtype=bool)
+    fit[np.asarray(fit_rows, dtype=np.int64)] = True
     stats: dict[str, dict[str, float]] = {}
     for name in sorted(set(raters)):
         idx = np.array([i for i, r in enumerate(raters) if r == name])
-        mean, std = float(stars[idx].mean()), float(stars[idx].std())
-        stats[name] = {"mean": mean, "std": std, "n": len(idx)}
+        basis = idx[fit[idx]] if fit[idx].any() else idx
+        mean, std = float(stars[basis].mean()), float(stars[basis].std())
+        if fit[idx].any():
+            stats[name] = {"mean": mean, "std": std, "n": len(basis)}
         if std > 0:
             z[idx] = (stars[idx] - mean) / std
     return z, stats
@@ -48,7 +63,8 @@ class Judgements:
 
     melodies: list[tuple[int, ...]]  # unique melodies (token tuples)
     star_idx: np.ndarray  # (S,) melody index of each star row
-    star_z: np.ndarray  # (S,) normalised stars
+    star_value: np.ndarray  # (S,) the stars as given
+    star_z: np.ndarray  # (S,) stars z-scored within each rater over all rows (see zscore_within_raters)
     star_rater: list[str]
     star_clip: list[Any]
     pair_a: np.ndarray  # (P,) melody indices
@@ -79,7 +95,8 @@ def prepare(star_rows: Sequence[Mapping[str, Any]], pair_rows: Sequence[Mapping[
         raters.append(str(r["rater"]))
         clips.append((r.get("clip_a", a[-1]), r.get("clip_b", b[-1])))
     return Judgements(
-        melodies=list(index), star_idx=star_idx, star_z=z, star_rater=[str(r["rater"]) for r in star_rows],
+        melodies=list(index), star_idx=star_idx, star_z=z,
+        star_value=np.array([float(r["stars"]) for r in star_rows]), star_rater=[str(r["rater"]) for r in star_rows],
         star_clip=[r.get("clip_id", star_idx[i]) for i, r in enumerate(star_rows)],
         pair_a=np.array(a, dtype=np.int64), pair_b=np.array(b, dtype=np.int64), pair_y=np.array(y),
         pair_rater=raters, pair_clips=clips,
@@ -120,32 +137,48 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def split_rows(data: Judgements, split: str, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """(train star rows, test star rows, train pair rows, test pair rows, split used)."""
+def split_rows(data: Judgements, split: str, holdout: float, seed: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train star rows, test star rows, train pair rows, test pair rows, split used).
+
+    ``clip``: a share ``holdout`` of the melodies is held out; every row touching one is a
+    test row, so test melodies are never trained on. ``rater``: a share of the raters is
+    held out, and the split is clip-disjoint as well: training rows on any melody a
+    held-out rater judged are dropped (neither train nor test), so a test melody is
+    neither trained on nor rated by a training rater's row on it."""
     rng = np.random.default_rng(seed + 7919)
     raters = sorted(set(data.star_rater) | set(data.pair_rater))
     if split == "rater" and len(raters) < 2:
         warnings.warn(f"split='rater' needs >= 2 raters, got {len(raters)}; using a clip-disjoint split",
                       stacklevel=3)
         split = "clip"
+    m = len(data.melodies)
     if split == "rater":
         n_out = min(len(raters) - 1, max(1, round(holdout * len(raters))))
         held = set(rng.permutation(raters)[:n_out].tolist())
-        s_test = np.array([r in held for r in data.star_rater], dtype=bool)
-        p_test = np.array([r in held for r in data.pair_rater], dtype=bool)
+        s_test = np.array([r in held for r in data.star_rater], dtype=bool).reshape(-1)
+        p_test = np.array([r in held for r in data.pair_rater], dtype=bool).reshape(-1)
+        tested = np.zeros(m, dtype=bool)
+        tested[data.star_idx[s_test]] = True
+        tested[data.pair_a[p_test]] = tested[data.pair_b[p_test]] = True
+        s_train = ~s_test & ~tested[data.star_idx]
+        p_train = ~p_test & ~tested[data.pair_a] & ~tested[data.pair_b]
     else:
-        m = len(data.melodies)
         held_m = np.zeros(m, dtype=bool)
         held_m[rng.permutation(m)[: max(1, round(holdout * m))]] = True
-        s_test = held_m[data.star_idx]
-        p_test = held_m[data.pair_a] | held_m[data.pair_b]  # any held-out clip: test
-    s_test = s_test.reshape(-1)
-    p_test = p_test.reshape(-1)
-    return (np.flatnonzero(~s_test), np.flatnonzero(s_test), np.flatnonzero(~p_test), np.flatnonzero(p_test), split)
+        s_test = held_m[data.star_idx].reshape(-1)
+        p_test = (held_m[data.pair_a] | held_m[data.pair_b]).reshape(-1)  # any held-out clip: test
+        s_train, p_train = ~s_test, ~p_test
+    return (np.flatnonzero(s_train), np.flatnonzero(s_test), np.flatnonzero(p_train), np.flatnonzero(p_test), split)
 
 
-def heldout_metrics(scores: np.ndarray, data: Judgements, s_rows: np.ndarray, p_rows: np.ndarray) -> dict[str, Any]:
-    """Held-out figures of melody scores (M,) on the given star and pair rows."""
+def heldout_metrics(scores: np.ndarray, data: Judgements, s_rows: np.ndarray, p_rows: np.ndarray,
+                    star_z: np.ndarray | None = None) -> dict[str, Any]:
+    """Held-out figures of melody scores (M,) on the given star and pair rows:
+    ``pairwise_accuracy`` (decided comparisons), ``star_pair_accuracy`` (pairs of one
+    rater's star ratings with different stars: the stars themselves, no normalisation) and
+    ``spearman`` between score and ``star_z`` (default ``data.star_z``)."""
+    star_z = data.star_z if star_z is None else star_z
     out: dict[str, Any] = {}
     decided = p_rows[data.pair_y[p_rows] != 0.5]
     if len(decided):
@@ -160,7 +193,7 @@ def heldout_metrics(scores: np.ndarray, data: Judgements, s_rows: np.ndarray, p_
     for i in s_rows:
         by_rater.setdefault(data.star_rater[i], []).append(int(i))
     for rows in by_rater.values():
-        z = data.star_z[rows]
+        z = data.star_value[rows]
         s = scores[data.star_idx[rows]]
         dz = z[:, None] - z[None, :]
         ds = s[:, None] - s[None, :]
@@ -169,6 +202,6 @@ def heldout_metrics(scores: np.ndarray, data: Judgements, s_rows: np.ndarray, p_
         right += np.where(ds[mask] == 0, 0.5, ds[mask] > 0).sum()
     out["star_pair_accuracy"] = float(right / total) if total else math.nan
     out["n_test_star_pairs"] = int(total)
-    out["spearman"] = spearman(scores[data.star_idx[s_rows]], data.star_z[s_rows]) if len(s_rows) else math.nan
+    out["spearman"] = spearman(scores[data.star_idx[s_rows]], star_z[s_rows]) if len(s_rows) else math.nan
     out["n_test_ratings"] = int(len(s_rows))
     return out

@@ -79,12 +79,15 @@ class RewardModel:
     """A fitted reward model: ``score(tokens (B, T)) -> (B,)`` (the env's ``RewardModel``)."""
 
     def __init__(self, prior: MelodyLSTM, head: EnsembleHead, feature_mean: torch.Tensor,
-                 feature_std: torch.Tensor, meta: dict[str, Any]):
+                 feature_std: torch.Tensor, meta: dict[str, Any], rated_features: torch.Tensor | None = None):
         self.prior, self.head, self.meta = prior.eval(), head.eval(), meta
         self.feature_mean = feature_mean.float()
         self.feature_std = feature_std.float()
         norm = meta["normalisation"]
         self.mean, self.std = float(norm["mean"]), float(norm["std"])
+        # the rated melodies in standardised feature space: how far a melody lies from them
+        self.rated_features = None if rated_features is None else rated_features.float()
+        self.typical_distance = _typical_nn_distance(self.rated_features)
 
     @property
     def vocab(self) -> Vocabulary:
@@ -106,12 +109,27 @@ class RewardModel:
     def train_disagreement(self) -> float:
         return float(self.meta["normalisation"]["disagreement"])
 
+    def features(self, tokens: np.ndarray) -> torch.Tensor:
+        """(B, T) -> (B, F) standardised features, as the heads see them."""
+        feats = melody_features(self.prior, tokens, self.meta["features"]["set"])
+        return (torch.as_tensor(feats) - self.feature_mean) / self.feature_std
+
     @torch.no_grad()
     def head_scores(self, tokens: np.ndarray) -> np.ndarray:
         """(B, T) -> (K, B) normalised scores of each head."""
-        feats = melody_features(self.prior, tokens, self.meta["features"]["set"])
-        x = (torch.as_tensor(feats) - self.feature_mean) / self.feature_std
-        return ((self.head(x) - self.mean) / self.std).numpy().astype(np.float64)
+        return ((self.head(self.features(tokens)) - self.mean) / self.std).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def ood(self, tokens: np.ndarray) -> np.ndarray:
+        """(B, T) -> (B,) how far each melody lies outside what raters judged: the distance
+        to the nearest rated melody in the reward model's standardised feature space, over
+        the rated melodies' own median distance to their nearest neighbour (about 1 for a
+        melody like the rated ones; a score from far outside is extrapolation). NaN when
+        the model kept no rated features."""
+        if self.rated_features is None or not self.typical_distance:
+            return np.full(len(np.atleast_2d(tokens)), np.nan)
+        d = torch.cdist(self.features(np.atleast_2d(tokens)), self.rated_features)  # (B, M)
+        return (d.min(dim=1).values / self.typical_distance).numpy().astype(np.float64)
 
     def score_with_uncertainty(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) -> (mean over heads (B,), std across heads (B,)), in normalised units."""
@@ -132,6 +150,8 @@ class RewardModel:
         meta = {**self.meta, "git_commit": self.meta.get("git_commit") or git_commit(),
                 "created": self.meta.get("created") or now_iso()}
         tensors = {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
+        if self.rated_features is not None:
+            tensors["rated_features"] = self.rated_features.contiguous()
         tensors |= {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         tmp = directory / (WEIGHTS_FILE + ".tmp")
         save_file(tensors, str(tmp))
@@ -183,5 +203,16 @@ def load_reward_model(
     h = meta["head"]
     head = EnsembleHead(h["n_features"], h["ensemble"], h["hidden"])
     head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
-    return RewardModel(model, head, weights["feature_mean"], weights["feature_std"], meta)
+    return RewardModel(model, head, weights["feature_mean"], weights["feature_std"], meta,
+                       rated_features=weights.get("rated_features"))
+
+
+def _typical_nn_distance(features: torch.Tensor | None) -> float:
+    """Median distance of each rated melody to its nearest other rated melody (0 when
+    fewer than two)."""
+    if features is None or len(features) < 2:
+        return 0.0
+    d = torch.cdist(features, features)
+    d.fill_diagonal_(float("inf"))
+    return float(d.min(dim=1).values.median())
 

@@ -21,7 +21,7 @@ from rlmusic.runtime import field_docs, read_table
 CONFIG_NAME = "tune_config.json"
 WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-TABLES = ("theory", "guard")  # keys whose value is a TOML table
+TABLES = ("theory", "guard", "rl_tuner")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
 
 
@@ -58,8 +58,10 @@ class TuneConfig:
     # -- rewards (weights >= 0)
     theory_weight: float = 1.0  # per-step music-theory reward (rule weights in the [theory] table)
     theory_rules: str = "rlmusic"  # "rlmusic": our rules ([theory] weights); "rl_tuner": Magenta's reward_music_theory
+    rl_tuner: dict[str, Any] = field(default_factory=dict)  # [rl_tuner]: multipliers of RL Tuner's reward amounts by rule
     theory: dict[str, Any] = field(default_factory=dict)  # [theory]: rlmusic.music.reward.TheoryConfig keys
-    structure_weight: float = 0.0  # end-of-melody structure score
+    structure_weight: float = 0.0  # structure (form) score of the melody
+    structure_shaping: bool = True  # pay the structure score as it grows, step by step (same total per melody)
     novelty_weight: float = 0.0  # end-of-melody originality vs the prior's corpus (novelty x copy penalty)
     diversity_weight: float = 0.0  # end-of-melody diversity within the batch
     human_weight: float = 1.0  # end-of-melody reward model score (only with a reward model)
@@ -132,6 +134,10 @@ class TuneConfig:
                     raise ValueError(f"{f.name} must be a name, got {value!r}")
                 continue
             if value is None and f.default is None:
+                continue
+            if isinstance(f.default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be true or false, got {value!r}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{f.name} must be a number, got {value!r}")

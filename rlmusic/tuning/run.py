@@ -38,14 +38,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.logger import Logger
 
 from envs.melody import BatchedMelodyVecEnv
-from envs.rewards import (
-    RLTunerTheoryReward,
-    final_reward_from_weights,
-    no_theory,
-    theory_config,
-    theory_reward_from_config,
-)
-from rlmusic.corpus.index import corpus_index
+from envs.rewards import theory_config
 from rlmusic.evaluation.table import evaluate_tokens
 from rlmusic.models.checkpoint import (
     Provenance,
@@ -54,47 +47,17 @@ from rlmusic.models.checkpoint import (
     model_ref,
     read_model_meta,
     save_model,
-    training_corpus,
 )
 from rlmusic.models.lstm import MelodyLSTM
-from rlmusic.music.representation import Vocabulary
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
 from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
+from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 
 CHECKPOINTS = "checkpoints"
 EXTENDABLE = ("timesteps",)  # config keys a resumed run may change (to extend it)
-
-
-# --------------------------------------------------------------------------- rewards
-
-
-def novelty_corpus(config: TuneConfig, prior_dir: Path) -> str | None:
-    """The corpus novelty is measured against: ``eval_corpus`` when set, else the prior's
-    training corpus; None for ``"none"`` or when the prior does not say."""
-    if config.eval_corpus is not None:
-        return None if config.eval_corpus.lower() in ("none", "") else config.eval_corpus
-    return training_corpus(prior_dir)
-
-
-def build_rewards(config: TuneConfig, vocab: Vocabulary, corpus: str | None):
-    """(theory reward, final reward) callables of ``envs.rewards`` for this config; the
-    novelty term measures against ``corpus`` (its train split)."""
-    theory_config(config.theory)  # unknown rule names or negative weights raise here
-    if not config.theory_weight:
-        theory = no_theory
-    elif config.theory_rules == "rl_tuner":
-        theory = RLTunerTheoryReward(vocab, config.theory, config.steps)
-    else:
-        theory = theory_reward_from_config(vocab, config.theory, config.steps)
-    weights = {"structure": config.structure_weight, "novelty": config.novelty_weight,
-               "diversity": config.diversity_weight}
-    if config.novelty_weight and corpus is None:
-        raise ValueError("novelty_weight > 0 needs a corpus: the prior's provenance names none; set eval_corpus")
-    index = corpus_index(corpus, vocab=vocab) if corpus and config.novelty_weight else None
-    return theory, final_reward_from_weights(vocab, weights, config.theory, config.steps, index)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -109,11 +72,18 @@ def evaluate_policy_model(
     theory_reward=None,
     key: str = "C major",
     corpus: str | None = None,
+    reward_model: Any = None,
 ) -> dict[str, Any]:
     """Sample ``n`` melodies and score them: the evaluation table (``evaluate_tokens``, with
-    the exact KL to the prior per step and per note) and the mean theory reward per step."""
+    the exact KL to the prior per step and per note), the mean theory reward per step, and
+    with a reward model its mean score (in its training melodies' standard deviations) and
+    how far the melodies lie from the rated ones (median ``ood``)."""
     tokens = model.sample(n, steps, generator=torch.Generator().manual_seed(seed)).numpy()  # (n, T)
     result = evaluate_tokens(tokens, model.vocab, prior=prior, model=model, key=key, corpus=corpus)
+    if reward_model is not None and hasattr(reward_model, "score"):
+        result["reward_model_score"] = float(np.mean(reward_model.score(tokens)))
+        if hasattr(reward_model, "ood"):
+            result["reward_model_ood"] = float(np.nanmedian(reward_model.ood(tokens)))
     if theory_reward is not None:
         per_step = [theory_reward(tokens[:, :t], tokens[:, t]) for t in range(steps)]
         result["theory_reward_per_step"] = float(np.mean(per_step))
@@ -192,7 +162,8 @@ class TuneRun:
                 f"(it never saw melodies that long); pass --force to tune anyway"
             )
         self.corpus = novelty_corpus(config, self.prior_dir)
-        self.theory_reward, self.final_reward = build_rewards(config, self.prior.vocab, self.corpus)
+        self.rewards = build_rewards(config, self.prior.vocab, self.corpus)
+        self.theory_reward = self.rewards.theory
         self.extra_callbacks: list[Any] = []
         self.interrupted = False
         self.last_eval: dict[str, Any] = {}
@@ -201,9 +172,9 @@ class TuneRun:
     def make_env(self) -> BatchedMelodyVecEnv:
         c = self.config
         return BatchedMelodyVecEnv(
-            self.prior, n_envs=c.n_envs, steps=c.steps, theory_reward=self.theory_reward,
-            final_reward=self.final_reward, reward_model=self.reward_model, theory_weight=c.theory_weight,
-            human_weight=c.human_weight, beta=c.beta, device=self.device,
+            self.prior, n_envs=c.n_envs, steps=c.steps, theory_reward=self.rewards.theory,
+            final_reward=self.rewards.final, progress_reward=self.rewards.progress, reward_model=self.reward_model,
+            theory_weight=c.theory_weight, human_weight=c.human_weight, beta=c.beta, device=self.device,
         )
 
     def make_model(self, env: BatchedMelodyVecEnv) -> RecurrentPPO:
@@ -246,8 +217,10 @@ class TuneRun:
     def evaluate(self, timesteps: int) -> dict[str, Any]:
         model = self.model.policy.to_melody_lstm().to(self.device)
         c = self.config
+        fitted = getattr(self.reward_model, "model", self.reward_model)  # the raw model, not the guard's state
         result = evaluate_policy_model(model, self.prior, c.steps, c.eval_melodies, c.seed + 12345,
-                                       self.theory_reward, key=theory_config(c.theory).key, corpus=self.corpus)
+                                       self.theory_reward, key=theory_config(c.theory).key, corpus=self.corpus,
+                                       reward_model=fitted)
         result = {"timesteps": timesteps, "beta": self.env.beta, **result}
         with (self.out / "eval.jsonl").open("a") as f:
             f.write(json.dumps(jsonable(result)) + "\n")
