@@ -20,7 +20,7 @@ from rlmusic.feedback.fit import RewardModelConfig
 from rlmusic.feedback.guard import GuardConfig, OverOptimisationWarning
 from rlmusic.feedback.rounds import run_round
 from rlmusic.feedback.simulate import TASTES, taste_score
-from rlmusic.models.checkpoint import load_model, load_provenance
+from rlmusic.models.checkpoint import default_prior_dir, load_model, load_provenance
 from rlmusic.models.generate import sample_tokens, write_clips
 from rlmusic.tuning.config import TuneConfig
 
@@ -76,28 +76,35 @@ def effect(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
 
 
 @pytest.mark.parametrize("taste", [DEVELOPED, HELD_OUT])
-def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine, prior_dir, tmp_path, taste):
+def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine, tmp_path, taste):
+    """The real loop, small: the shipped prior's clips, simulated raters of a taste that no
+    feature computes, a reward model on the default features, one round with the preset a
+    reward model gets (``human``), 16k PPO steps. Fails if the taste does not move."""
+    prior_dir = default_prior_dir()
     enqueue_prior_clips(engine, prior_dir, tmp_path)
     rated = simulate_raters(engine, n_raters=5, taste=taste, noise=0.5, per_rater=40, pairs=30, seed=0)
     assert rated["stars"] == 200 and rated["pairs"] == 150
-    summary = run_round(tmp_path / "round1", DbStore(engine), prior=prior_dir, tune_config=TuneConfig(**TUNE),
-                        n_clips=32, audio=False, active=True, device="cpu")  # the default features
-    # the reward model: held-out (clip-disjoint) accuracy clearly above chance
+    config = TuneConfig.preset("human", steps=STEPS, timesteps=16_384, eval_every=0, eval_melodies=64,
+                               checkpoint_every=0, eval_corpus="none")
+    summary = run_round(tmp_path / "round1", DbStore(engine), tune_config=config, n_clips=32, audio=False,
+                        active=True, device="cpu")
+    # the reward model: held-out (clip-disjoint, statistics from training rows only) accuracy above chance
     metrics = summary["reward_metrics"]
     assert metrics["split"] == "clip"
-    print(metrics)
+    assert metrics["pairwise_accuracy"] > 0.6 and metrics["star_pair_accuracy"] > 0.6, metrics
     # the taste of the tuned model's melodies, vs the prior's (fresh samples, same seed)
     prior, tuned = load_model(prior_dir), load_model(summary["tuned_model"])
     before = taste_score(sample_tokens(prior, 512, STEPS, seed=99), taste)
     after = taste_score(sample_tokens(tuned, 512, STEPS, seed=99), taste)
     d, diff, half = effect(before, after)
     print(f"{taste}: {before.mean():+.3f} -> {after.mean():+.3f}: d = {d:.2f}, diff {diff:+.3f} +- {half:.3f}")
-    assert d > 0.25 and diff - half > 0
+    assert d > 0.3 and diff - half > 0  # seeded runs: pitch d ~ 1, ending d ~ 0.7
     # ... while the KL and the theory metrics stay within limits
     b, a = summary["before"], summary["after"]
-    assert b["kl_per_step"] == pytest.approx(0, abs=1e-6) and a["kl_per_step"] < 0.6
-    assert a["rl_tuner/notes_not_in_key"] <= b["rl_tuner/notes_not_in_key"] + 0.05
-    assert a["rl_tuner/notes_excessively_repeated"] <= 0.05
+    assert b["kl_per_step"] == pytest.approx(0, abs=1e-6) and a["kl_per_step"] < 0.5
+    assert a["rl_tuner/notes_not_in_key"] <= b["rl_tuner/notes_not_in_key"] + 0.01
+    assert a["rl_tuner/notes_excessively_repeated"] <= 0.01
+    assert a["reward_model_score"] > b["reward_model_score"]  # the reward model's view, beside the taste
     # bookkeeping: the round, the provenance, the queue
     (round_,) = db.list_rounds(engine)
     assert round_["tuned_model_id"] == summary["tuned_model_id"]
@@ -110,29 +117,44 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     assert nxt.id in summary["clip_ids"]
 
 
-def test_an_absurd_human_weight_trips_the_guard(engine, prior_dir, tmp_path, capsys):
+def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir, tmp_path, capsys):
+    """An absurd human weight, no KL and a high learning rate: the policy runs to melodies
+    unlike any rated one, where the reward model only extrapolates. Only the
+    out-of-distribution check is on: it must fire, stop training and put the policy back
+    to the last weights it passed."""
     enqueue_prior_clips(engine, prior_dir, tmp_path, n=40)
     simulate_raters(engine, n_raters=3, taste=TASTE, per_rater=20, pairs=10, seed=0)
     config = tmp_path / "round.toml"
     config.write_text(
         "steps = 32\nn_envs = 16\nn_steps = 64\nbatch_size = 256\nlearning_rate = 1e-2\nbeta = 0.0\n"
         "theory_weight = 0.0\nhuman_weight = 1000.0\neval_every = 0\neval_melodies = 32\ncheckpoint_every = 0\n"
-        'eval_corpus = ""\n\n[reward]\nfeatures = "stats"\nensemble = 3\n\n'
-        '[guard]\nmax_kl_per_step = 0.2\npatience = 1\naction = "stop"\n'
+        'eval_corpus = "none"\n\n[reward]\nensemble = 3\n\n'
+        '[guard]\nmax_kl_per_step = 0.0\nmax_disagreement = 0.0\nmax_ood = 1.5\npatience = 1\naction = "stop"\n'
     )
     out = tmp_path / "absurd"
-    with pytest.warns(OverOptimisationWarning, match=r"over-optimisation guard at .*stopping training"):
+    with pytest.warns(OverOptimisationWarning, match=r"far from the rated ones .* > max_ood=1.5.*goes back to"):
         code = cli_main(["round", "--out", str(out), "--prior", str(prior_dir), "--config", str(config),
                          "--timesteps", "16384", "--n-clips", "4", "--no-audio", "--device", "cpu", "--threads", "1"])
     assert code == 0
     assert "over-optimisation guard" in capsys.readouterr().out
     guard = json.loads((out / "model" / "guard.json").read_text())
     assert guard["triggered"] and guard["stopped"]
-    assert guard["history"][-1]["timesteps"] < 16_384  # stopped early
+    stopped_at = guard["events"][0]["timesteps"]
+    assert stopped_at < 16_384 and guard["history"][0]["ood"] < 1.5  # it started in distribution
+    assert guard["restored_to_timesteps"] < stopped_at  # back to the last rollout that passed
+    passed = [h for h in guard["history"] if h["timesteps"] == guard["restored_to_timesteps"]]
+    assert passed and passed[0]["ood"] <= 1.5
     with open(out / "model" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert any(r.get("guard/triggered") == "1.0" for r in rows)  # in the run's metrics
-    assert load_provenance(out / "model").extra["guard"]["stopped"]
+    assert any(r.get("guard/triggered") == "1.0" for r in rows) and any(r.get("guard/ood") for r in rows)
+    prov = load_provenance(out / "model")
+    assert prov.extra["guard"]["stopped"] and prov.extra["guard"]["restored_to_timesteps"] == guard["restored_to_timesteps"]
+    # the saved model is the restored one: its melodies lie where the raters were
+    from rlmusic.feedback.reward_model import load_reward_model
+
+    rm = load_reward_model(out / "reward_model")
+    saved = sample_tokens(load_model(out / "model"), 128, STEPS, seed=5)
+    assert np.median(rm.ood(saved)) < 1.5
     assert json.loads((out / "round.json").read_text())["guard"]["triggered"]
 
 
