@@ -55,10 +55,13 @@ def main() -> None:
                                                 eval_melodies=32, checkpoint_every=0, eval_corpus="")
     betas = [round(0.05 * (k + 1), 2) for k in range(args.trials)]
 
+    finals = {}
+
     def sweep(executor: str) -> float:
         cfg = SweepConfig(grid={"beta": betas}, executor=executor, device="cpu", threads=1)
         seconds, rows = timed(run_sweep, base, cfg, root / f"sweep_{executor}", say=lambda line: None)
         assert all(r["status"] == "succeeded" for r in rows), rows
+        finals[executor] = [(r["theory_reward_per_step"], r["kl_per_step"]) for r in rows]
         return seconds
 
     def generate(executor: str, n: int, audio: str | None) -> float:
@@ -94,6 +97,9 @@ def main() -> None:
           f"{args.clips / ray['midi']:.0f}; MIDI+OGG local {args.audio_clips / local['audio']:.1f}, "
           f"ray {args.audio_clips / ray['audio']:.1f}")
     print("ray and local generation wrote identical manifests")
+    same = finals["ray"] == finals["local"]
+    print(f"sweep trials' final evaluation (theory reward, KL per step) on ray and local: "
+          f"{'identical' if same else 'DIFFERENT'}: {finals['ray']}" + ("" if same else f" vs {finals['local']}"))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def policy_matches_prior(device: str) -> tuple[bool, str]:
     real = midi_to_tokens(load_midi(ROOT / "tests" / "data" / "melody.mid"), prior.vocab)
     tokens = torch.as_tensor(np.stack([real[:32], real[32:64]]))
     tokens = torch.cat([tokens, prior.sample(6, 32, generator=torch.Generator().manual_seed(1))]).to(device)
-    got = policy_log_probs(model.policy, tokens).exp()
-    want = torch.softmax(prior(prior.with_bos(tokens))[0], dim=-1)
+    with torch.no_grad():
+        got = policy_log_probs(model.policy, tokens).exp()
+        want = torch.softmax(prior(prior.with_bos(tokens))[0], dim=-1)
     error = float((got - want).abs().max())
     return error <= 1e-5, f"max |pi - p_prior| = {error:.2e} on {device} (bound 1e-5)"
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rlmusic.cli.job_kinds import KINDS, check, option_value
+from rlmusic.jobs.record import db_safe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def submit(kind: str, options: list[str]) -> int:
 
     eng = engine()
     config = check(kind, options)
-    job_id = db.create_job(eng, kind, config, origin="queue", output_dir=option_value(config["argv"], "--out"))
+    job_id = db.create_job(eng, kind, db_safe(config), origin="queue", output_dir=option_value(config["argv"], "--out"))
     out = db.get_job(eng, job_id)["output_dir"]
     print(f"jobs: queued {kind} job {job_id} (output {out}); run it with `rlmusic worker`")
     print(job_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -219,6 +220,7 @@ def run_sweep(base: TuneConfig, sweep: SweepConfig, out: str | Path, recorder=No
 
 def run_on_ray(specs: list[dict[str, Any]], sweep: SweepConfig, out: Path) -> list[dict[str, Any]]:
     """The trials as one Ray Tune grid; their rows from each trial's last report."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables on the console
     with ray_session(sweep.address, sweep.num_cpus):
         from ray import tune as ray_tune
 
