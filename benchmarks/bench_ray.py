@@ -10,7 +10,7 @@ generation, side by side in one run.
   CPUs (one CPU per trial), both through ``rlmusic.jobs.sweep.run_sweep``;
 - generation: ``--clips`` clips of 64 steps from the shipped prior written as MIDI with
   their manifest (chunks of 128), and ``--audio-clips`` clips also rendered to OGG; local =
-  ``generate_clips`` in this process, ray = ``generate_clips_ray`` (one task per CPU,
+  ``generate_clips`` in this process, ray = the same with ``executor=RayExecutor()`` (one task per CPU,
   same chunks and seeds: the outputs are checked equal).
 
 Ray's start (``ray.init`` of a local Ray) is timed on its own; the Ray figures exclude it
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from rlmusic.jobs.cluster import ray_session
-from rlmusic.jobs.distributed import generate_clips_ray
+from rlmusic.jobs.distributed import RayExecutor
 from rlmusic.jobs.sweep import SweepConfig, run_sweep
 from rlmusic.models.generate import generate_clips, read_manifest
 from rlmusic.tuning.config import TuneConfig
@@ -66,12 +66,9 @@ def main() -> None:
 
     def generate(executor: str, n: int, audio: str | None) -> float:
         out = root / f"gen_{executor}_{audio}"
-        if executor == "local":
-            seconds, _ = timed(generate_clips, None, n, out, steps=64, seed=0, audio_format=audio, device="cpu",
-                               batch_size=128 if audio is None else 8)
-        else:
-            seconds, _ = timed(generate_clips_ray, None, n, out, steps=64, seed=0, audio_format=audio, device="cpu",
-                               batch_size=128 if audio is None else 8)
+        ray = RayExecutor(num_cpus=args.cpus) if executor == "ray" else None
+        seconds, _ = timed(generate_clips, None, n, out, steps=64, seed=0, audio_format=audio, device="cpu",
+                           batch_size=128 if audio is None else 8, executor=ray)
         return seconds
 
     local = {"sweep": sweep("local"), "midi": generate("local", args.clips, None),

@@ -351,32 +351,13 @@ def test_audio_removed_from_the_cache_is_rendered_again(engine):
 
 # --------------------------------------------------------------------------- Jobs
 
-TINY_TUNE_TOML = """
-n_steps = 16
-batch_size = 32
-n_epochs = 2
-eval_every = 64
-eval_melodies = 8
-checkpoint_every = 64
-eval_corpus = ""
-"""
 FAST_WORKER = ["worker", "--until-empty", "--threads", "1", "--heartbeat", "0.2", "--report-every", "0",
                "--lost-after", "2"]
 
 
 @pytest.fixture
-def tiny_tuning(tmp_path) -> tuple[Path, Path]:
-    import torch
-
-    from rlmusic.models.checkpoint import save_model
-    from rlmusic.models.lstm import MelodyLSTM, ModelConfig
-
-    torch.manual_seed(0)
-    prior = save_model(MelodyLSTM(ModelConfig(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64)),
-                       tmp_path / "prior")
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_TUNE_TOML)
-    return prior, config
+def tiny_tuning(tiny_prior, tiny_tune_config) -> tuple[Path, Path]:
+    return tiny_prior, tiny_tune_config
 
 
 def fill_tune_form(at: AppTest, prior: Path, config: Path) -> AppTest:

@@ -16,41 +16,20 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import db
 from rlmusic.cli.main import main as cli
-from rlmusic.models.checkpoint import load_model, save_model
-from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+from rlmusic.models.checkpoint import load_model
 
 pytest_plugins = ["db_fixtures"]
 
-TINY = dict(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64, dropout=0.0)
-TINY_TOML = """
-steps = 16
-n_envs = 4
-n_steps = 16
-batch_size = 32
-n_epochs = 2
-learning_rate = 1e-3
-eval_every = 128
-eval_melodies = 8
-checkpoint_every = 64
-eval_corpus = ""
-timesteps = 256
-"""
 FAST = ["--heartbeat", "0.2", "--report-every", "0", "--lost-after", "2", "--poll", "0.2"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny prior and a tiny tuning config."""
-    root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    prior = save_model(MelodyLSTM(ModelConfig(**TINY)), root / "prior")
-    config = root / "tiny.toml"
-    config.write_text(TINY_TOML)
-    return prior, config
+@pytest.fixture
+def tiny(tiny_prior, tiny_tune_config) -> tuple[Path, Path]:
+    """A tiny prior and a tiny tuning config (conftest)."""
+    return tiny_prior, tiny_tune_config
 
 
 @pytest.fixture
@@ -159,7 +138,7 @@ def test_a_killed_workers_job_is_resumed_by_the_next_worker(sqlite_db, tiny, tmp
     job = db.get_job(engine, job_id)
     assert job["status"] == "succeeded" and job["attempts"] == 2
     assert "resuming the run" in job["log_tail"] and job["metrics"]["timesteps"] == 2048
-    assert load_model(out).config.hidden_size == TINY["hidden_size"]
+    assert load_model(out).config.hidden_size == load_model(prior).config.hidden_size
     rows = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert [r["timesteps"] for r in rows] == sorted({r["timesteps"] for r in rows})  # no repeats
     assert checkpoint["num_timesteps"] < 2048

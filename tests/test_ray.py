@@ -21,29 +21,13 @@ from rlmusic.cli.main import main as cli
 from rlmusic.jobs.cluster import ray_session
 from rlmusic.jobs.distributed import deal
 from rlmusic.jobs.sweep import parse_grid
-from rlmusic.models.checkpoint import load_model, save_model
+from rlmusic.models.checkpoint import load_model
 from rlmusic.models.generate import chunk_seed, read_manifest, sample_chunk, sample_tokens
-from rlmusic.models.lstm import MelodyLSTM, ModelConfig
-
-TINY = dict(embed_dim=8, hidden_size=16, num_layers=1, max_steps=64, dropout=0.0)
-TINY_TOML = """
-steps = 16
-n_envs = 4
-n_steps = 16
-batch_size = 32
-n_epochs = 2
-eval_every = 128
-eval_melodies = 8
-checkpoint_every = 128
-eval_corpus = ""
-timesteps = 128
-"""
 
 
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model(MelodyLSTM(ModelConfig(**TINY)), tmp_path_factory.mktemp("ray") / "prior")
+@pytest.fixture
+def prior(tiny_prior) -> Path:
+    return tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +71,15 @@ def test_generate_on_ray_equals_local(prior, tmp_path, local_ray):
     assert len({tuple(r["tokens"]) for r in local}) > 1
 
 
-def test_a_two_trial_sweep_on_local_ray_records_both_trials(prior, tmp_path, monkeypatch, local_ray, capsys):
+def test_a_two_trial_sweep_on_local_ray_records_both_trials(prior, tiny_tune_config, tmp_path, monkeypatch,
+                                                            local_ray, capsys):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     db.upgrade(url)
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_TOML)
     out = tmp_path / "sweep"
     try:
-        assert cli(["sweep", "--config", str(config), "--prior", str(prior), "--grid", "beta=0.05,0.5",
-                    "--executor", "ray", "--out", str(out), "--device", "cpu"]) == 0
+        assert cli(["sweep", "--config", str(tiny_tune_config), "--prior", str(prior), "--grid", "beta=0.05,0.5",
+                    "--timesteps", "128", "--executor", "ray", "--out", str(out), "--device", "cpu"]) == 0
         engine = db.get_engine(url)
         [sweep] = [j for j in db.list_jobs(engine) if j["kind"] == "sweep"]
         assert sweep["kind"] == "sweep" and sweep["status"] == "succeeded"
@@ -105,7 +88,7 @@ def test_a_two_trial_sweep_on_local_ray_records_both_trials(prior, tmp_path, mon
         for trial in trials:
             assert trial["kind"] == "tune" and trial["origin"] == "sweep" and trial["status"] == "succeeded"
             assert trial["worker"].split(":")[1] != str(os.getpid())  # run in a Ray worker process
-            assert load_model(trial["output_dir"]).config.hidden_size == TINY["hidden_size"]
+            assert load_model(trial["output_dir"]).config.hidden_size == load_model(prior).config.hidden_size
             assert db.job_points(engine, trial["id"])  # curves reported from the Ray worker
     finally:
         db.dispose_engine(url)

@@ -118,10 +118,10 @@ def run(args: argparse.Namespace, recorder) -> dict | None:
     common = (args.model, args.n, args.out, args.steps, args.seed, args.temperature, args.top_k, args.primer,
               args.track, audio_format, args.tempo, args.instrument, args.device, args.batch_size)
     if args.executor == "ray":
-        from rlmusic.jobs.distributed import generate_clips_ray
+        from rlmusic.jobs.distributed import RayExecutor
 
-        rows, how = generate_clips_ray(*common, address=args.address, num_cpus=args.ray_cpus,
-                                       threads=args.threads or 1)
+        rows, how = generate_clips(*common, executor=RayExecutor(args.address, args.ray_cpus,
+                                                                 threads=args.threads or 1))
     else:
         on_chunk = None if recorder is None else (lambda done: recorder.progress(done / args.n, step=done))
         rows, how = generate_clips(*common, on_chunk=on_chunk)

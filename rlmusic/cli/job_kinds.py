@@ -143,7 +143,7 @@ def run_job(job: dict[str, Any], recorder, device: str) -> dict[str, Any] | None
             return tune.final_metrics(out)
         if args.resume:
             recorder.log(f"resuming the run in {out} from its last checkpoint")
-        result = tune.run(args, config, recorder)
+        result = tune.train(tune.prepare(args, config), args, recorder)
         if result is None:
             return None
         metrics = tune.final_metrics(result)

@@ -23,7 +23,7 @@ from typing import Any
 from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.jobs.record import command_recorder
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
-from rlmusic.tuning.run import stored_run, tune
+from rlmusic.tuning.run import TuneRun, stored_run
 
 OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
 
@@ -86,10 +86,9 @@ def check(args: argparse.Namespace, config: TuneConfig) -> None:
         GuardConfig.from_dict(config.guard)
 
 
-def run(args: argparse.Namespace, config: TuneConfig, recorder) -> Path | None:
-    """Tune as ``args`` say, reporting to ``recorder`` (a ``rlmusic.jobs.record``
-    recorder: progress and metrics after every update; a cancel stops the run at the next
-    rollout with a checkpoint). Returns the tuned model's folder, or None when stopped."""
+def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
+    """The run ``args`` ask for, built and checked (prior, reward model, resume) but not
+    started: a mistake raises here, before anything is recorded or trained."""
     apply_threads(args)
     reward_dir = args.reward_model
     stored = stored_run(args.out) if args.resume else None
@@ -98,9 +97,16 @@ def run(args: argparse.Namespace, config: TuneConfig, recorder) -> Path | None:
             raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
         reward_dir = stored["reward_model"]
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
-    return tune(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
-                device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress,
-                stop_after_checkpoints=args.stop_after_checkpoints, monitor=recorder.tune_monitor)
+    return TuneRun(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
+                   device=args.device, resume=args.resume, force=args.force)
+
+
+def train(run: TuneRun, args: argparse.Namespace, recorder) -> Path | None:
+    """Train ``run``, reporting to ``recorder`` (a ``rlmusic.jobs.record`` recorder:
+    progress and metrics after every update; a cancel stops the run at the next rollout
+    with a checkpoint). Returns the tuned model's folder, or None when stopped."""
+    run.monitor = recorder.tune_monitor
+    return run.train(progress=not args.no_progress, stop_after_checkpoints=args.stop_after_checkpoints)
 
 
 def final_metrics(out: str | Path) -> dict[str, Any]:
@@ -115,9 +121,10 @@ def main(args: argparse.Namespace) -> int:
         print(config.describe())
         return 0
     check(args, config)
+    run = prepare(args, config)
     options = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     with command_recorder("tune", {"options": options, "tune": asdict(config)}, args.out, "tune") as recorder:
-        out = run(args, config, recorder)
+        out = train(run, args, recorder)
         if out is None:
             status = recorder.stopped("Ctrl-C")
             print(f"tune: stopped{' (cancelled)' if status == 'cancelled' and recorder.cancel_requested else ''}; "

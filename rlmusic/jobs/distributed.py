@@ -1,11 +1,12 @@
 """Generation split across Ray tasks, with the same manifest and seeds as the local path.
 
-A batch is cut into chunks (``rlmusic.models.generate.chunks``; chunk ``i`` is sampled
-with its own seed ``chunk_seed(seed, i)``), the chunks are dealt out in contiguous runs,
-one Ray task per run, and each task samples its chunks and writes their clip files
-(``generate_part``) into the output folder, which on a cluster must be shared by every
-node. The driver writes ``manifest.jsonl`` from the rows the tasks return, in clip
-order. Same seed, same melodies, same files as ``rlmusic generate`` without Ray.
+``generate_clips(..., executor=RayExecutor(...))``: the batch is cut into chunks as
+always (``rlmusic.models.generate.chunks``; chunk ``i`` is sampled with its own seed
+``chunk_seed(seed, i)``), the chunks are dealt out in contiguous runs, one Ray task per
+run, and each task samples its chunks and writes their clip files (``generate_part``)
+into the output folder, which on a cluster must be shared by every node. The driver
+writes ``manifest.jsonl`` from the rows the tasks return, in clip order. Same seed, same
+melodies, same files as without Ray.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlmusic.jobs.cluster import ray_session
-from rlmusic.models.generate import chunks, generate_part, read_primer, write_manifest
+from rlmusic.models.generate import generate_part
 from rlmusic.runtime import set_threads
 
 
@@ -29,47 +30,25 @@ def deal(plan: list, parts: int) -> list[list]:
     return runs
 
 
-def _part(threads: int, *args) -> list[dict]:
+def _part(threads: int, plan: list, part: dict) -> list[dict]:
     set_threads(threads)
-    return generate_part(*args)
+    return generate_part(plan=plan, **part)
 
 
-def generate_clips_ray(
-    model_dir: str | Path | None,
-    n: int,
-    out: str | Path,
-    steps: int = 64,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    primer: str | Path | None = None,
-    primer_track: int | None = None,
-    audio_format: str | None = None,
-    tempo: float = 120.0,
-    instrument: str = "piano",
-    device: str = "auto",
-    batch_size: int = 512,
-    *,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    tasks: int | None = None,
-    threads: int = 1,
-) -> tuple[list[dict], str | None]:
-    """``generate_clips`` on Ray (module docstring): same arguments and result, plus the
-    cluster ``address`` (None: a local Ray of ``num_cpus``), the number of ``tasks``
-    (default: one per CPU of the cluster) and torch ``threads`` per task."""
-    if n < 1 or steps < 1:
-        raise ValueError(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
-    plan = chunks(n, batch_size)
-    primer_seq, how = read_primer(model_dir, primer, primer_track)
-    out = Path(out).resolve()
-    model = None if model_dir is None else str(Path(model_dir).resolve())
-    with ray_session(address, num_cpus) as ray:
-        parts = tasks or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        remote = ray.remote(num_cpus=1)(_part)
-        refs = [remote.remote(threads, model, run, str(out), steps, seed, temperature, top_k, primer_seq,
-                              audio_format, tempo, instrument, device) for run in deal(plan, parts)]
-        rows = [row for part in ray.get(refs) for row in part]
-    rows.sort(key=lambda row: row["index"])
-    write_manifest(out, rows)
-    return rows, how
+class RayExecutor:
+    """Runs ``generate_part`` over a batch's chunks on Ray: the cluster at ``address``
+    (None: a local Ray of ``num_cpus``), ``tasks`` tasks (default: one per CPU of the
+    cluster), ``threads`` torch threads per task."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, tasks: int | None = None,
+                 threads: int = 1):
+        self.address, self.num_cpus, self.tasks, self.threads = address, num_cpus, tasks, threads
+
+    def __call__(self, plan: list[tuple[int, int, int]], part: dict) -> list[dict]:
+        part = {**part, "out": str(Path(part["out"]).resolve()),
+                "model_dir": None if part["model_dir"] is None else str(Path(part["model_dir"]).resolve())}
+        with ray_session(self.address, self.num_cpus) as ray:
+            parts = self.tasks or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            remote = ray.remote(num_cpus=1)(_part)
+            refs = [remote.remote(self.threads, run, part) for run in deal(plan, parts)]
+            return [row for rows in ray.get(refs) for row in rows]

@@ -227,10 +227,15 @@ def command_recorder(kind: str, config: dict[str, Any], output_dir: str | None, 
     """Record a run of ``rlmusic <prog>`` as a running job of the database
     (``RLMUSIC_DATABASE_URL``); when that database is not set up (unreachable, schema
     behind), print one line saying the run is not recorded, and return a ``NullRecorder``."""
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    url = db.database_url()
     try:
-        engine = db.get_engine()
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and not os.path.exists(parsed.database):
+            raise db.DatabaseError(f"no database at {parsed.database} (create it with `rlmusic db upgrade`)")
+        engine = db.get_engine(url)
         db.check_schema(engine)
         name = worker_name(prog)
         job_id = db.create_job(engine, kind, db_safe(config), origin=origin, worker=name, parent_id=parent_id,

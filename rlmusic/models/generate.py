@@ -217,17 +217,25 @@ def generate_clips(
     device: str = "auto",
     batch_size: int = 512,
     on_chunk: Callable[[int], bool] | None = None,
+    executor: Callable[[list[tuple[int, int, int]], dict], list[dict]] | None = None,
 ) -> tuple[list[dict], str | None]:
     """Sample ``n`` clips from a model directory (None: the shipped prior) and write them
     to ``out``: ``NNNN.mid`` (+ audio) and ``manifest.jsonl``. Returns the manifest rows and,
     with a primer, how the primer was read. ``on_chunk`` as in ``generate_part`` (a stop
-    leaves the clips written so far, and a manifest of them)."""
+    leaves the clips written so far, and a manifest of them). ``executor(plan, part)``
+    runs ``generate_part(plan=..., **part)`` over the chunks elsewhere and returns their
+    rows (``rlmusic.jobs.distributed.RayExecutor``); default: here, chunk after chunk."""
     if n < 1 or steps < 1:
         raise ValueError(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
     instrument_program(instrument)
     primer_seq, how = read_primer(model_dir, primer, primer_track)
-    rows = generate_part(model_dir, chunks(n, batch_size), out, steps, seed, temperature, top_k, primer_seq,
-                         audio_format, tempo, instrument, device, on_chunk)
+    part = dict(model_dir=model_dir, out=out, steps=steps, seed=seed, temperature=temperature, top_k=top_k,
+                primer=primer_seq, audio_format=audio_format, tempo=tempo, instrument=instrument, device=device)
+    plan = chunks(n, batch_size)
+    if executor is None:
+        rows = generate_part(plan=plan, on_chunk=on_chunk, **part)
+    else:
+        rows = sorted(executor(plan, part), key=lambda row: row["index"])
     write_manifest(out, rows)
     return rows, how
 

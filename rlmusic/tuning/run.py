@@ -182,6 +182,10 @@ class TuneRun:
             raise ValueError(f"reward_model must have a score(tokens) method, got {type(reward_model).__name__}")
         config.validate()
         self.config = config
+        done = (self.latest_checkpoint() or (None, {"num_timesteps": 0}))[1]["num_timesteps"] if resume else 0
+        if done >= config.total_timesteps:
+            raise ValueError(f"the run in {self.out} already finished at {done} env steps; "
+                             f"pass --timesteps above {done} to extend it")
         read_model_meta(self.prior_dir)  # a clear error when it is not a model directory
         self.prior = load_model(self.prior_dir, device=self.device, vocab=config.vocab)
         if config.steps > self.prior.config.max_steps and not force:
@@ -272,9 +276,6 @@ class TuneRun:
         else:
             zip_path, meta = found
             done = int(meta["num_timesteps"])
-            if done >= c.total_timesteps:
-                raise ValueError(f"the run in {self.out} already finished at {done} env steps; "
-                                 f"pass --timesteps above {done} to extend it")
             self.model = RecurrentPPO.load(str(zip_path), env=self.env, device=self.device)
             self.model.num_timesteps = done
             self.env.beta = meta["beta"]
