@@ -203,12 +203,26 @@ def test_tune_without_a_database_runs_and_says_so_in_one_line(tiny, tmp_path, mo
     assert (tmp_path / "t" / "model.safetensors").is_file()
 
 
+def test_a_round_job_records_itself_in_its_own_row(sqlite_db, tmp_path, capsys):
+    """A queued round runs through the worker and `rlmusic round`'s own code; with no
+    ratings yet its reward model cannot be fitted: the job fails with that one line."""
+    job_id = submit(capsys, "round", "--out", tmp_path / "round", "--no-audio")
+    assert cli(["worker", "--until-empty", "--threads", "1", *FAST]) == 0
+    jobs = db.list_jobs(db.get_engine(sqlite_db))
+    assert [j["id"] for j in jobs] == [job_id]  # the round recorded into the worker's job, not a new one
+    job = jobs[0]
+    assert job["status"] == "failed" and job["attempts"] == 1 and job["output_dir"] == str(tmp_path / "round")
+    assert "too few ratings to fit a reward model" in job["error"] and "\n" not in job["error"]
+    assert f"job {job_id} (round) failed" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["tune", "--bogus"], "rlmusic jobs submit tune: unrecognized arguments: --bogus"),
     (["tune", "--print-config"], "--print-config prints a config and runs nothing"),
     (["tune", "--timesteps", "0"], "timesteps"),
-    (["generate", "-n", "0"], "need -n >= 1"),
+    (["generate", "-n", "0"], "need n >= 1"),
     (["round", "--preset", "nope"], "unknown preset 'nope'"),
+    (["generate", "--executor", "ray", "--address", "auto", "--ray-cpus", "2"], "--ray-cpus sizes a local Ray"),
 ])
 def test_submit_checks_options_before_queueing(sqlite_db, capsys, argv, message):
     assert cli(["jobs", "submit", *argv]) == 1

@@ -99,15 +99,24 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> None:
+    """The mistakes in ``args`` found before anything runs (``ValueError`` names them)."""
+    if args.n < 1 or args.steps < 1:
+        raise ValueError(f"need n >= 1 and steps >= 1, got n={args.n}, steps={args.steps}")
+    if args.track is not None and not args.primer:
+        raise ValueError("--track reads a track of --primer; give --primer FILE.mid")
+    if args.executor == "local" and (args.address or args.ray_cpus):
+        raise ValueError("--address and --ray-cpus go with --executor ray")
+    if args.address and args.ray_cpus:
+        raise ValueError("--ray-cpus sizes a local Ray; the cluster at --address has its own CPUs")
+
+
 def run(args: argparse.Namespace, recorder) -> dict | None:
     """``rlmusic generate`` reporting to ``recorder`` (a job's, or None): progress after
     every chunk; a cancel stops after the current chunk (the manifest lists what was
     written, nothing is enqueued) and returns None. Else returns what was made."""
     apply_threads(args)
-    if args.track is not None and not args.primer:
-        raise ValueError("--track reads a track of --primer; give --primer FILE.mid")
-    if args.executor == "local" and (args.address or args.ray_cpus):
-        raise ValueError("--address and --ray-cpus go with --executor ray")
+    check(args)
     engine = None
     if args.enqueue:  # a database problem stops here, before any file is written
         import db

@@ -103,10 +103,7 @@ def check(kind: str, argv: list[str]) -> dict[str, Any]:
         if args.preset not in preset_names():
             raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(preset_names())}")
     elif kind == "generate":
-        if args.n < 1 or args.steps < 1:
-            raise ValueError(f"need -n >= 1 and --steps >= 1, got -n {args.n}, --steps {args.steps}")
-        if args.track is not None and not args.primer:
-            raise ValueError("--track reads a track of --primer; give --primer FILE.mid")
+        command("generate").check(args)
     return config
 
 

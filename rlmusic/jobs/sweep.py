@@ -60,6 +60,8 @@ class SweepConfig:
             raise ValueError(f"--executor must be local or ray, got {self.executor!r}")
         if self.executor == "local" and (self.address or self.num_cpus):
             raise ValueError("--address and --ray-cpus go with --executor ray")
+        if self.address and self.num_cpus:
+            raise ValueError("--ray-cpus sizes a local Ray; the cluster at --address has its own CPUs")
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise ValueError(f"cpus per trial must be > 0 and gpus >= 0, got {self.cpus_per_trial}, "
                              f"{self.gpus_per_trial}")
