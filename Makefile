@@ -8,10 +8,14 @@ export RLMUSIC_HOME ?= $(CURDIR)/.rlmusic
 # threads made small LSTM steps 100x slower. Override for benchmarks.
 test: export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test lint clean
+.PHONY: setup setup-cuda run test lint clean
 
 setup:
 	@scripts/setup.sh
+
+# On a machine with an NVIDIA GPU: the CUDA build of torch instead of the CPU wheel.
+setup-cuda:
+	@RLMUSIC_TORCH=cuda scripts/setup.sh
 
 run: setup
 	@scripts/run.sh

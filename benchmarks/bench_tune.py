@@ -13,6 +13,11 @@ Compares, in the same run:
   over whole melodies in minibatches, backward and Adam, 4 epochs.
 
 Prints one line per T and the ratios. ``python benchmarks/bench_tune.py [--rollouts 2]``.
+
+``--n-envs 16 64 256 1024 [--devices cpu cuda]``: instead, env steps/s of ours (the whole
+loop: rollout + update, T = 32, one rollout of T steps per env, minibatches of
+``--batch`` tokens, 4 epochs) against the number of melodies stepped in parallel, on each
+device (``cuda`` only where torch sees a GPU), with the ratio to the first ``n_envs``.
 """
 
 from __future__ import annotations
@@ -39,23 +44,45 @@ class StockPriorPolicy(PriorPolicy):
     _process_sequence = staticmethod(RecurrentActorCriticPolicy._process_sequence)
 
 
-def tuning_rate(policy_cls, prior: MelodyLSTM, steps: int, rollouts: int, theory: bool) -> float:
+def tuning_rate(policy_cls, prior: MelodyLSTM, steps: int, rollouts: int, theory: bool, n_envs: int = N_ENVS,
+                n_steps: int | None = None, batch: int = BATCH, device: str = "cpu") -> float:
     theory_reward = None
     if theory:
         from rlmusic.tuning.config import TuneConfig
         from rlmusic.tuning.rewards import build_rewards
 
         theory_reward = build_rewards(TuneConfig(steps=steps), prior.vocab, None).theory
-    env = BatchedMelodyVecEnv(prior, n_envs=N_ENVS, steps=steps, theory_reward=theory_reward)
-    n_steps = steps * max(1, N_STEPS // steps)
-    model = RecurrentPPO(policy_cls, env, n_steps=n_steps, batch_size=BATCH, n_epochs=EPOCHS, learning_rate=1e-5,
-                         policy_kwargs={"prior_config": asdict(prior.config)}, seed=0, device="cpu")
+    prior = prior.to(device)
+    env = BatchedMelodyVecEnv(prior, n_envs=n_envs, steps=steps, theory_reward=theory_reward, device=device)
+    n_steps = n_steps or steps * max(1, N_STEPS // steps)
+    model = RecurrentPPO(policy_cls, env, n_steps=n_steps, batch_size=batch, n_epochs=EPOCHS, learning_rate=1e-5,
+                         policy_kwargs={"prior_config": asdict(prior.config)}, seed=0, device=device)
     model.policy.load_prior(prior)
-    per_rollout = n_steps * N_ENVS
+    per_rollout = n_steps * n_envs
     model.learn(per_rollout)  # warm-up rollout + update
     start = time.perf_counter()
     model.learn(per_rollout * rollouts, reset_num_timesteps=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return per_rollout * rollouts / (time.perf_counter() - start)
+
+
+def scaling(prior: MelodyLSTM, n_envs_list: list[int], devices: list[str], rollouts: int, batch: int,
+            theory: bool) -> None:
+    """Env steps/s of ours against n_envs, T = 32, per device."""
+    steps = 32
+    print(f"T={steps}, one rollout of {steps} steps per env, minibatch {batch}, epochs {EPOCHS}, theory={theory}")
+    print(f"{'device':>7} {'n_envs':>7} {'env steps/s':>12} {'vs first':>9}")
+    for device in devices:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            print(f"{device:>7}  (no GPU visible to torch: not measured)")
+            continue
+        first = None
+        for n_envs in n_envs_list:
+            rate = tuning_rate(PriorPolicy, prior, steps, rollouts, theory, n_envs=n_envs, n_steps=steps,
+                               batch=batch, device=device)
+            first = first or rate
+            print(f"{device:>7} {n_envs:>7} {rate:>12,.0f} {rate / first:>8.2f}x", flush=True)
 
 
 def bare_rate(prior: MelodyLSTM, steps: int, rollouts: int) -> float:
@@ -113,11 +140,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--theory", action="store_true", help="include the theory reward in the env")
     parser.add_argument("--skip-stock", action="store_true")
+    parser.add_argument("--n-envs", type=int, nargs="+",
+                        help="measure ours against these numbers of parallel melodies instead (e.g. 16 64 256 1024)")
+    parser.add_argument("--devices", nargs="+", default=["cpu"], help="with --n-envs: devices to measure (cpu cuda)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="with --n-envs: PPO minibatch size in tokens")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
     prior = MelodyLSTM(ModelConfig()).eval()  # 2x256, embed 64, pitches 48..84
+    if args.n_envs:
+        print(f"threads={args.threads} torch {torch.__version__} cuda={torch.cuda.is_available()}")
+        scaling(prior, args.n_envs, args.devices, args.rollouts, args.batch, args.theory)
+        return
     print(f"threads={args.threads} n_envs={N_ENVS} n_steps~{N_STEPS} batch={BATCH} epochs={EPOCHS} "
           f"theory={args.theory}")
     print(f"{'T':>5} {'stock':>9} {'ours':>9} {'bare':>9} {'ours/stock':>11} {'ours/bare':>10}")

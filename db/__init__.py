@@ -13,7 +13,8 @@ Modules, one concept each:
   ratings     raters, star ratings (+ history), pairwise comparisons
   rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
-  jobs        fine-tuning jobs and rounds of the loop
+  jobs        jobs (tuning, rounds, generation, sweeps) and rounds of the loop
+  job_queue   workers claim, hold (heartbeats), report and finish jobs; lost jobs, cancel
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
 """
 
@@ -29,8 +30,17 @@ from db.engine import (
     rlmusic_home,
     session_scope,
 )
+from db.job_queue import (
+    claim_job,
+    finish_job,
+    job_points,
+    report,
+    request_cancel,
+    requeue_lost,
+)
 from db.jobs import (
     create_job,
+    default_output_dir,
     get_job,
     list_jobs,
     list_rounds,
@@ -38,7 +48,7 @@ from db.jobs import (
     set_round_tuned_model,
     update_job,
 )
-from db.models import JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
+from db.models import JOB_ORIGINS, JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
 from db.queue import (
     ClipInfo,
     enqueue_clips,
@@ -69,6 +79,7 @@ from db.schema import (
 )
 
 __all__ = [
+    "JOB_ORIGINS",
     "JOB_STATUSES",
     "MODEL_KINDS",
     "RATING_TAGS",
@@ -80,13 +91,16 @@ __all__ = [
     "add_comparison",
     "add_rating",
     "check_schema",
+    "claim_job",
     "create_job",
     "current_revision",
     "database_url",
+    "default_output_dir",
     "dispose_engine",
     "downgrade",
     "enqueue_clips",
     "export_ratings",
+    "finish_job",
     "get_clip",
     "explain_error",
     "get_engine",
@@ -94,6 +108,7 @@ __all__ = [
     "get_or_create_rater",
     "head_revision",
     "import_ratings",
+    "job_points",
     "list_jobs",
     "list_models",
     "list_raters",
@@ -112,6 +127,9 @@ __all__ = [
     "record_round",
     "redacted",
     "register_model",
+    "report",
+    "request_cancel",
+    "requeue_lost",
     "rlmusic_home",
     "session_scope",
     "set_clip_audio",

@@ -4,18 +4,20 @@ and which reward model tuned which model)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db.engine import retrying, session_scope
-from db.models import JOB_STATUSES, Comparison, Job, Model, Rating, Round, utcnow
+from db.engine import retrying, rlmusic_home, session_scope
+from db.models import JOB_ORIGINS, JOB_STATUSES, Comparison, Job, Model, Rating, Round, utcnow
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
-def _job_dict(job: Job) -> dict[str, Any]:
+def job_dict(job: Job) -> dict[str, Any]:
+    """A job row as a plain dict (every column)."""
     return {
         "id": job.id,
         "kind": job.kind,
@@ -26,28 +28,71 @@ def _job_dict(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "origin": job.origin,
+        "output_dir": job.output_dir,
+        "progress": job.progress,
+        "worker": job.worker,
+        "heartbeat_at": job.heartbeat_at,
+        "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
+        "log_tail": job.log_tail,
+        "parent_id": job.parent_id,
     }
 
 
-def create_job(engine: Engine, kind: str, config: dict[str, Any]) -> int:
-    """Record a new job (status ``queued``); returns its id.
+def create_job(
+    engine: Engine,
+    kind: str,
+    config: dict[str, Any],
+    *,
+    origin: str = "cli",
+    output_dir: str | None = None,
+    parent_id: int | None = None,
+    worker: str | None = None,
+) -> int:
+    """Record a new job; returns its id. It is ``queued`` for a worker to claim, or, when
+    ``worker`` is given, ``running`` at once under that name (a command running itself).
 
     Args:
-        kind: what the job does, e.g. ``"tune"``, ``"reward"``, ``"generate"``.
+        kind: what the job does, e.g. ``"tune"``, ``"round"``, ``"generate"``, ``"sweep"``.
         config: the full configuration it runs with (JSON-serialisable).
+        origin: one of ``JOB_ORIGINS``: ``queue`` (a worker runs it and requeues it when
+            its worker is lost), ``cli`` (a command run by hand), ``sweep`` (a sweep's trial).
+        output_dir: the folder it writes to (absolute); a queued job given none writes
+            to ``$RLMUSIC_HOME/jobs/job-NNNNNN`` (``default_output_dir``).
+        parent_id: the job this one belongs to (a sweep's trials).
+        worker: the name of whoever runs it now (then it starts ``running``).
     """
     if not kind or not isinstance(kind, str) or len(kind) > 32:
         raise ValueError(f"job kind {kind!r} must be a non-empty string of at most 32 characters")
     if not isinstance(config, dict):
         raise ValueError(f"job config must be a dict, got {type(config).__name__}")
+    if origin not in JOB_ORIGINS:
+        raise ValueError(f"job origin {origin!r} is not one of {', '.join(JOB_ORIGINS)}")
 
     def work(session: Session) -> int:
-        job = Job(kind=kind, config=config, status="queued")
+        if parent_id is not None and session.get(Job, parent_id) is None:
+            raise ValueError(f"parent job id {parent_id!r} does not exist")
+        job = Job(kind=kind, config=config, status="queued", origin=origin,
+                  output_dir=None if output_dir is None else str(output_dir), parent_id=parent_id,
+                  attempts=0, cancel_requested=False)
+        if worker is not None:
+            now = utcnow()
+            job.status, job.worker, job.started_at, job.heartbeat_at, job.attempts = (
+                "running", worker, now, now, 1)
         session.add(job)
         session.flush()
+        if job.output_dir is None and origin == "queue":
+            job.output_dir = str(default_output_dir(job.id))
         return job.id
 
     return retrying(engine, work)
+
+
+def default_output_dir(job_id: int) -> Path:
+    """Where a queued job given no output folder writes: ``$RLMUSIC_HOME/jobs/job-NNNNNN``
+    (on a cluster ``RLMUSIC_HOME`` is a folder every machine shares)."""
+    return rlmusic_home() / "jobs" / f"job-{job_id:06d}"
 
 
 def update_job(
@@ -57,6 +102,8 @@ def update_job(
     status: str | None = None,
     metrics: dict[str, Any] | None = None,
     error: str | None = None,
+    progress: float | None = None,
+    output_dir: str | None = None,
 ) -> None:
     """Update a job. Arguments left None are not changed.
 
@@ -65,9 +112,13 @@ def update_job(
             ``succeeded``/``failed``/``cancelled`` stamp ``finished_at``.
         metrics: replaces the stored metrics (send the whole dict).
         error: error text (traceback) of a failed job.
+        progress: fraction done, 0..1.
+        output_dir: the folder the job writes to.
     """
     if status is not None and status not in JOB_STATUSES:
         raise ValueError(f"job status {status!r} is not one of {', '.join(JOB_STATUSES)}")
+    if progress is not None and not 0.0 <= progress <= 1.0:
+        raise ValueError(f"job progress must be in [0, 1], got {progress!r}")
 
     def work(session: Session) -> None:
         job = session.get(Job, job_id, with_for_update=True)
@@ -84,6 +135,10 @@ def update_job(
             job.metrics = metrics
         if error is not None:
             job.error = error
+        if progress is not None:
+            job.progress = float(progress)
+        if output_dir is not None:
+            job.output_dir = str(output_dir)
 
     retrying(engine, work)
 
@@ -94,14 +149,27 @@ def get_job(engine: Engine, job_id: int) -> dict[str, Any]:
         job = session.get(Job, job_id)
         if job is None:
             raise ValueError(f"job id {job_id!r} does not exist")
-        return _job_dict(job)
+        return job_dict(job)
 
 
-def list_jobs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
-    """The ``limit`` most recent jobs, newest first."""
+def list_jobs(
+    engine: Engine,
+    limit: int = 20,
+    *,
+    status: str | None = None,
+    parent_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The ``limit`` most recent jobs, newest first; only those of ``status`` and of the
+    sweep ``parent_id`` when given."""
+    if status is not None and status not in JOB_STATUSES:
+        raise ValueError(f"job status {status!r} is not one of {', '.join(JOB_STATUSES)}")
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if parent_id is not None:
+        query = query.where(Job.parent_id == parent_id)
     with session_scope(engine) as session:
-        jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
-        return [_job_dict(j) for j in jobs]
+        return [job_dict(j) for j in session.scalars(query).all()]
 
 
 # ----------------------------------------------------------------------------- rounds

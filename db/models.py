@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -50,6 +52,7 @@ NAMING_CONVENTION = {
 MODEL_KINDS = ("prior", "tuned")
 WINNERS = ("a", "b", "tie")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_ORIGINS = ("queue", "cli", "sweep")  # who runs a job: a worker, a command, a sweep
 # Tags a rater may attach to a star rating (the listening app shows these as chips).
 RATING_TAGS = ("boring", "no structure", "surprising", "pleasant")
 RATER_NAME_MAX = 64
@@ -210,17 +213,27 @@ class Comparison(Base):
 
 
 class Job(Base):
-    """A fine-tuning (or reward-fitting, generation...) job and how it went."""
+    """A job (tuning, a feedback round, generation, a sweep's trial) and how it went.
+
+    ``origin`` says who runs it: ``queue`` jobs (``rlmusic jobs submit``) are claimed by a
+    worker and go back to the queue when their worker's heartbeat is lost; ``cli`` jobs
+    (``rlmusic tune``/``round`` run by hand) and ``sweep`` trials record themselves and are
+    marked failed when lost. A worker holds a job while ``worker`` names it and
+    ``heartbeat_at`` is recent; ``cancel_requested`` asks the holder to stop cleanly.
+    """
 
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
         ),
+        CheckConstraint("origin IN ('queue', 'cli', 'sweep')", name="origin"),
+        # claim_job: the oldest queued job; requeue_lost: running jobs by heartbeat.
+        Index("ix_jobs_queue", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # e.g. 'tune', 'reward', 'generate'
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. 'tune', 'round', 'generate', 'sweep'
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full config the job ran with
     status: Mapped[str] = mapped_column(String(16), default="queued")  # one of JOB_STATUSES
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # last reported metrics
@@ -228,6 +241,29 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # -- the queue (revision 0003_issue16_job_queue)
+    origin: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")  # JOB_ORIGINS
+    output_dir: Mapped[str | None] = mapped_column(String(1024))  # absolute folder it writes to
+    progress: Mapped[float | None] = mapped_column(Float)  # 0..1, last reported
+    worker: Mapped[str | None] = mapped_column(String(200))  # who holds it (host:pid:tag)
+    heartbeat_at: Mapped[datetime | None] = mapped_column()  # the holder's last sign of life
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # claims so far
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    log_tail: Mapped[str | None] = mapped_column(Text)  # the last lines of its log
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)  # a sweep's trial
+
+
+class JobPoint(Base):
+    """One point of a job's curves: the metrics it reported at ``step`` (env steps for a
+    tuning job), appended as the job runs so a page can draw them while it trains."""
+
+    __tablename__ = "job_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(BigInteger)  # progress unit of the job (env steps, clips)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)  # metric name -> number
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Round(Base):

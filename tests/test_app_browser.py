@@ -257,3 +257,36 @@ def test_two_sessions_rating_at_once_lose_nothing(browser, server):
     carol.get_by_text("2 judgements so far").wait_for()
     bob.context.close()
     carol.context.close()
+
+
+def test_jobs_page_in_a_real_browser(browser, server, artifacts):
+    page = new_page(browser, server)
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("button", name="Queue tuning job").wait_for()
+    wait_idle(page)
+    page.get_by_label("Env steps").fill("4096")
+    page.get_by_role("button", name="Queue tuning job").click()
+    message = page.get_by_text(re.compile(r"Queued tuning job \d+"))
+    message.wait_for()
+    job_id = int(re.search(r"job (\d+)", message.inner_text()).group(1))
+    job = db.get_job(server.engine, job_id)
+    assert job["status"] == "queued" and "--timesteps" in job["config"]["argv"]
+    assert job["config"]["argv"][job["config"]["argv"].index("--timesteps") + 1] == "4096"
+    # a worker takes it and reports two updates, as `rlmusic worker` does
+    db.claim_job(server.engine, "browser-test-worker")
+    for step, total in ((1024, 3.0), (2048, 4.5)):
+        db.report(server.engine, job_id, "browser-test-worker", progress=step / 4096,
+                  metrics={"kl/per_step": 0.05}, point=(step, {"reward/total": total, "kl/per_step": step / 1e5}))
+    page.get_by_text("50% done").wait_for(timeout=30_000)  # the running job's view redraws itself
+    page.get_by_text(f"Job {job_id}: tune, running").wait_for()
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts.nth(1).locator("canvas, svg").first.wait_for()  # return and KL curves drawn
+    wait_idle(page)
+    shot = artifacts / "jobs.png"
+    page.set_viewport_size({"width": 1280, "height": 1600})
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_text(f"Job {job_id} stops at its next rollout and keeps its checkpoint.").wait_for()
+    assert db.get_job(server.engine, job_id)["cancel_requested"] is True
+    page.context.close()

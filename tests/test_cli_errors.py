@@ -146,6 +146,7 @@ def test_ctrl_c_in_tune_leaves_a_resumable_checkpoint_and_resume_extends_a_finis
 
     assert load_provenance(out).extra["timesteps"] == 512
     # a finished run: --resume alone refuses, --resume with more timesteps extends it
+    capsys.readouterr()  # the runs above said in one line each that they were not recorded as jobs
     assert main(["tune", "--out", str(out), "--resume"]) == 1
     err = one_line(capsys.readouterr().err, "tune")
     assert "already finished at 512 env steps" in err
@@ -153,6 +154,7 @@ def test_ctrl_c_in_tune_leaves_a_resumable_checkpoint_and_resume_extends_a_finis
     assert load_provenance(out).extra["timesteps"] == 768
     evals = [json.loads(line)["timesteps"] for line in (out / "eval.jsonl").read_text().splitlines()]
     assert evals == [0, 512, 768]
+    capsys.readouterr()
     assert main(["tune", "--out", str(out), "--resume", "--timesteps", "1024", "--seed", "5"]) == 1
     assert "only ['timesteps'] may change" in one_line(capsys.readouterr().err, "tune")
 

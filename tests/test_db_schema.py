@@ -24,6 +24,7 @@ TABLES = {
     "rating_history",
     "comparisons",
     "jobs",
+    "job_points",
     "rounds",
 }
 
@@ -167,5 +168,5 @@ def test_step_by_step_upgrade_and_out_of_date_message(db_url):
         db.check_schema(engine)
     db.upgrade(db_url)
     db.check_schema(engine)
-    db.downgrade(db_url, "-1")
+    db.downgrade(db_url, "0001")  # every later revision steps down
     assert db.current_revision(engine) == "0001"

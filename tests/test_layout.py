@@ -106,18 +106,22 @@ def package_of(module: str) -> str:
 # who may NOT be imported by whom (docs/design.md, "Layout and layers")
 FORBIDDEN = {
     "rlmusic.music": ("rlmusic.corpus", "rlmusic.models", "rlmusic.tuning", "rlmusic.feedback",
-                      "rlmusic.evaluation", "rlmusic.audio", "rlmusic.cli", "rlmusic.runtime", "envs", "db", "app"),
+                      "rlmusic.evaluation", "rlmusic.audio", "rlmusic.jobs", "rlmusic.cli", "rlmusic.runtime", "envs",
+                      "db", "app"),
     "rlmusic.corpus": ("rlmusic.models", "rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation",
-                       "rlmusic.cli", "envs", "db", "app"),
+                       "rlmusic.jobs", "rlmusic.cli", "envs", "db", "app"),
     "rlmusic.audio": ("rlmusic.models", "rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation",
-                      "rlmusic.cli", "envs", "db", "app"),
-    "rlmusic.models": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.cli", "envs", "db", "app"),
-    "rlmusic.evaluation": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.cli", "envs", "db", "app"),
-    "envs": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.cli", "db", "app"),
-    "rlmusic.tuning": ("rlmusic.feedback", "rlmusic.cli", "db", "app"),
-    "rlmusic.feedback": ("rlmusic.cli", "db", "app"),
+                      "rlmusic.jobs", "rlmusic.cli", "envs", "db", "app"),
+    "rlmusic.models": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.jobs", "rlmusic.cli",
+                       "envs", "db", "app"),
+    "rlmusic.evaluation": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "envs", "db", "app"),
+    "envs": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "db", "app"),
+    "rlmusic.tuning": ("rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "db", "app"),
+    "rlmusic.feedback": ("rlmusic.jobs", "rlmusic.cli", "db", "app"),
+    # jobs: runs tuning, rounds' parts and generation, records in db; the CLI sits above it
+    "rlmusic.jobs": ("rlmusic.cli", "app"),
     "db": ("rlmusic", "envs", "app"),
-    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.cli", "envs"),
+    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.jobs", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
 }
 

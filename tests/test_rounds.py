@@ -16,7 +16,6 @@ from rlmusic.cli.generate import enqueue_rows
 from rlmusic.cli.main import main as cli_main
 from rlmusic.cli.round import DbStore
 from rlmusic.cli.simulate import simulate_raters
-from rlmusic.feedback.fit import RewardModelConfig
 from rlmusic.feedback.guard import GuardConfig, OverOptimisationWarning
 from rlmusic.feedback.rounds import run_round
 from rlmusic.feedback.simulate import TASTES, taste_score

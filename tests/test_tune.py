@@ -244,7 +244,10 @@ def test_tune_with_a_reward_model_pays_the_human_term(prior_dir, smoke_config, t
 
 
 def test_the_rl_tuner_theory_reward_is_magentas_step_by_step_and_on_any_history():
-    from rlmusic.music.rl_tuner_rewards import rl_tuner_step_reward_components, rl_tuner_step_rewards
+    from rlmusic.music.rl_tuner_rewards import (
+        rl_tuner_step_reward_components,
+        rl_tuner_step_rewards,
+    )
     from rlmusic.tuning.rewards import build_rewards
 
     vocab = Vocabulary()

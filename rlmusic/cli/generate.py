@@ -1,6 +1,10 @@
 """``rlmusic generate``: sample clips to ``NNNN.mid`` (+ audio) and ``manifest.jsonl``;
 with ``--enqueue`` every clip also goes in the rating queue, its manifest ``clip_id``
 the database id. The schema is checked before any file is written.
+
+``--executor ray`` splits the batch across Ray tasks (``rlmusic.jobs.distributed``): the
+same chunks with the same seeds, so the same melodies, files and manifest as the local
+path; ``--batch-size`` is the chunk (the unit of seeding and of distribution).
 """
 
 from __future__ import annotations
@@ -79,15 +83,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enqueue", action="store_true", help="register the clips in the rating queue (database)")
     parser.add_argument("--tempo", type=float, default=120.0, help="quarter notes per minute")
     parser.add_argument("--instrument", default="piano", help="General MIDI instrument: piano, flute, violin, ...")
-    parser.add_argument("--batch-size", type=int, default=512, help="melodies sampled per forward batch")
+    parser.add_argument("--batch-size", type=int, default=512,
+                        help="melodies per chunk: one forward batch, one seed (chunk_seed), one unit of Ray work")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: this process samples every chunk; ray: chunks are split across Ray tasks")
+    parser.add_argument("--address", help="with --executor ray: the Ray cluster (default: start a local Ray)")
+    parser.add_argument("--ray-cpus", type=int, default=None,
+                        help="with --executor ray and no --address: CPUs of the local Ray (default 2)")
     add_device(parser)
     add_threads(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    apply_threads(args)
+    run(args, None)
+    return 0
+
+
+def check(args: argparse.Namespace) -> None:
+    """The mistakes in ``args`` found before anything runs (``ValueError`` names them)."""
+    if args.n < 1 or args.steps < 1:
+        raise ValueError(f"need n >= 1 and steps >= 1, got n={args.n}, steps={args.steps}")
     if args.track is not None and not args.primer:
         raise ValueError("--track reads a track of --primer; give --primer FILE.mid")
+    if args.executor == "local" and (args.address or args.ray_cpus):
+        raise ValueError("--address and --ray-cpus go with --executor ray")
+    if args.address and args.ray_cpus:
+        raise ValueError("--ray-cpus sizes a local Ray; the cluster at --address has its own CPUs")
+
+
+def run(args: argparse.Namespace, recorder) -> dict | None:
+    """``rlmusic generate`` reporting to ``recorder`` (a job's, or None): progress after
+    every chunk; a cancel stops after the current chunk (the manifest lists what was
+    written, nothing is enqueued) and returns None. Else returns what was made."""
+    apply_threads(args)
+    check(args)
     engine = None
     if args.enqueue:  # a database problem stops here, before any file is written
         import db
@@ -95,15 +124,25 @@ def main(args: argparse.Namespace) -> int:
         engine = db.get_engine()
         db.check_schema(engine)
     audio_format = "wav" if args.wav else ("ogg" if args.ogg else None)
-    rows, how = generate_clips(args.model, args.n, args.out, args.steps, args.seed, args.temperature, args.top_k,
-                               args.primer, args.track, audio_format, args.tempo, args.instrument, args.device,
-                               args.batch_size)
+    common = (args.model, args.n, args.out, args.steps, args.seed, args.temperature, args.top_k, args.primer,
+              args.track, audio_format, args.tempo, args.instrument, args.device, args.batch_size)
+    if args.executor == "ray":
+        from rlmusic.jobs.distributed import RayExecutor
+
+        rows, how = generate_clips(*common, executor=RayExecutor(args.address, args.ray_cpus,
+                                                                 threads=args.threads or 1))
+    else:
+        on_chunk = None if recorder is None else (lambda done: recorder.progress(done / args.n, step=done))
+        rows, how = generate_clips(*common, on_chunk=on_chunk)
     if how is not None:
         print(f"generate: primer {args.primer}: {how}")
+    if recorder is not None and recorder.stop_requested:
+        print(f"generate: stopped after {len(rows)} of {args.n} clips (in {args.out}); none enqueued")
+        return None
     if engine is not None:
         model_dir = Path(args.model) if args.model else default_prior_dir()
         enqueue_rows(engine, rows, Path(args.out), model_dir, Vocabulary.from_dict(
             read_model_meta(model_dir)["vocabulary"]), args.tempo, args.instrument)
     queued = sum(r["clip_id"] is not None for r in rows)
     print(f"generate: wrote {len(rows)} clips to {args.out}" + (f", {queued} enqueued" if args.enqueue else ""))
-    return 0
+    return {"clips": len(rows), "enqueued": queued, "out": str(Path(args.out).resolve())}

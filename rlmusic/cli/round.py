@@ -2,8 +2,10 @@
 ratings database: every judgement so far fits a reward model, the model is tuned against
 it, and a batch of its clips goes back in the rating queue.
 
-The round runs as a job of the jobs table (``running``, then ``succeeded`` or ``failed``
-with its error), so a failed round is on record; ``--force`` reuses its folder.
+The round runs as a job of the jobs table (``running`` with heartbeats and the tuning's
+progress, then ``succeeded``, ``failed`` with its error, or ``cancelled``), so a failed
+round is on record; ``rlmusic jobs cancel ID`` stops its tuning cleanly; ``--force``
+reuses its folder. ``rlmusic jobs submit round [these options]`` queues one for a worker.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.feedback.fit import RewardModelConfig
 from rlmusic.feedback.guard import GuardConfig
 from rlmusic.feedback.rounds import run_round
+from rlmusic.jobs.record import JobRecorder, db_safe, worker_name
 from rlmusic.models.checkpoint import load_model
 from rlmusic.runtime import read_table
 from rlmusic.tuning.config import TuneConfig
 
 
 class DbStore:
-    """A ``RoundStore`` backed by the ratings database (``db``)."""
+    """A ``RoundStore`` backed by the ratings database (``db``). The round is recorded as
+    the job ``recorder`` holds (a worker's), else as a new job of its own."""
 
-    def __init__(self, engine=None):
+    def __init__(self, engine=None, recorder: JobRecorder | None = None):
         import db
 
         self.db = db
         self.engine = engine or db.get_engine()
         db.check_schema(self.engine)
+        self.recorder, self.own_recorder = recorder, recorder is None
 
     def star_rows(self) -> list[dict[str, Any]]:
         return self.db.star_rows(self.engine)
@@ -39,9 +44,18 @@ class DbStore:
         return self.db.pair_rows(self.engine)
 
     def start_round(self, out: Path, config: dict[str, Any]) -> int:
-        job_id = self.db.create_job(self.engine, "round", {"out": str(Path(out).resolve()), **config})
-        self.db.update_job(self.engine, job_id, status="running")
-        return job_id
+        out = str(Path(out).resolve())
+        if self.recorder is None:
+            name = worker_name("round")
+            job_id = self.db.create_job(self.engine, "round", db_safe({"out": out, **config}), worker=name,
+                                        output_dir=out)
+            self.recorder = JobRecorder(self.engine, self.db.get_job(self.engine, job_id), name).start()
+        else:
+            self.db.update_job(self.engine, self.recorder.job_id, output_dir=out)
+        return self.recorder.job_id
+
+    def tune_monitor(self, status: dict[str, Any]) -> bool:
+        return self.recorder.tune_monitor(status)
 
     def record_round(self, handle: int, reward_model_dir: Path, rating_ids: list[int],
                      comparison_ids: list[int], parent_model: Path) -> int:
@@ -62,12 +76,17 @@ class DbStore:
         self.db.set_clip_priority(self.engine, scores)
 
     def finish_round(self, handle: int, error: str | None, summary: dict[str, Any] | None) -> None:
-        metrics = None
-        if summary is not None:
-            metrics = {"round_id": summary["round_id"], "tuned_model": summary["tuned_model"],
-                       "n_ratings": summary["n_ratings"], "n_comparisons": summary["n_comparisons"]}
-        self.db.update_job(self.engine, handle, status="failed" if error else "succeeded",
-                           error=error, metrics=metrics)
+        recorder = self.recorder
+        if self.own_recorder:
+            recorder.stop()
+        if error is not None and error.startswith("KeyboardInterrupt"):
+            recorder.stopped(error)  # Ctrl-C, a cancel, or its worker asked to stop
+        elif error is not None:
+            recorder.fail(error)
+        else:
+            recorder.succeed({"round_id": summary["round_id"], "tuned_model": summary["tuned_model"],
+                              "n_ratings": summary["n_ratings"], "n_comparisons": summary["n_comparisons"],
+                              "after": summary["after"]})
 
 
 def configs_from_file(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -103,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    run(args, None)
+    return 0
+
+
+def run(args: argparse.Namespace, recorder: JobRecorder | None) -> dict[str, Any]:
+    """One round as ``args`` say, recorded as ``recorder``'s job (a worker's) or its own;
+    returns the round's summary (``round.json``)."""
     tune_keys, reward_keys, guard_keys = configs_from_file(args.config)
     for key, value in (("timesteps", args.timesteps), ("steps", args.steps), ("seed", args.seed)):
         if value is not None:
@@ -116,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
     tune_config = TuneConfig.preset(preset, **tune_keys)
     guard = GuardConfig.from_dict({**tune_config.guard, **guard_keys})
     summary = run_round(
-        args.out, DbStore(), prior=args.prior, from_model=args.from_model, tune_config=tune_config,
+        args.out, DbStore(recorder=recorder), prior=args.prior, from_model=args.from_model, tune_config=tune_config,
         reward_config=RewardModelConfig.from_dict(reward_keys), guard=guard, n_clips=args.n_clips,
         active=args.active, audio=not args.no_audio, device=args.device, progress=args.progress, force=args.force,
     )
@@ -128,4 +154,4 @@ def main(args: argparse.Namespace) -> int:
     guard_report = summary["guard"]
     if guard_report and guard_report["triggered"]:
         print(f"round {summary['round_id']}: {guard_report['events'][-1]['message']}")
-    return 0
+    return summary

@@ -5,18 +5,25 @@ over-optimisation guard; given alone (no ``--preset``/``--config``) it uses the
 ``human`` preset. ``--print-config`` prints every key with its value and documentation.
 Ctrl-C stops at the next env step and keeps a checkpoint; ``--resume`` continues it, and
 ``--resume --timesteps N`` extends a finished run.
+
+Every run records itself in the jobs table (status, progress, metrics, output folder:
+``rlmusic jobs show ID``, the app's Jobs page), and ``rlmusic jobs cancel ID`` stops it
+like Ctrl-C; when the database is not set up the run says so in one line and goes on.
+``rlmusic jobs submit tune [these options]`` queues the same run for a worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.jobs.record import command_recorder
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
-from rlmusic.tuning.run import stored_run, tune
+from rlmusic.tuning.run import TuneRun, stored_run
 
 OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
 
@@ -68,19 +75,21 @@ def load_reward_model(directory: str, config: TuneConfig, device: str):
     return load_guarded(directory, resolve_device(device), config.guard)
 
 
-def main(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if args.print_config:
-        print(config.describe())
-        return 0
+def check(args: argparse.Namespace, config: TuneConfig) -> None:
+    """Everything that can be checked before a run starts (``ValueError`` names it)."""
     if not args.out:
         raise ValueError("--out is required (the folder for the tuned model, logs and checkpoints)")
-    apply_threads(args)
     config.validate()
     if config.guard:  # unknown [guard] keys raise here, with or without a reward model
         from rlmusic.feedback.guard import GuardConfig
 
         GuardConfig.from_dict(config.guard)
+
+
+def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
+    """The run ``args`` ask for, built and checked (prior, reward model, resume) but not
+    started: a mistake raises here, before anything is recorded or trained."""
+    apply_threads(args)
     reward_dir = args.reward_model
     stored = stored_run(args.out) if args.resume else None
     if stored is not None and stored.get("reward_model"):
@@ -88,14 +97,42 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
         reward_dir = stored["reward_model"]
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
-    out = tune(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
-               device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress,
-               stop_after_checkpoints=args.stop_after_checkpoints)
-    if out is None:
-        print(f"tune: stopped; a checkpoint is in {args.out}/checkpoints: continue with "
-              f"rlmusic tune --out {args.out} --resume")
-        return 0
+    return TuneRun(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
+                   device=args.device, resume=args.resume, force=args.force)
+
+
+def train(run: TuneRun, args: argparse.Namespace, recorder) -> Path | None:
+    """Train ``run``, reporting to ``recorder`` (a ``rlmusic.jobs.record`` recorder:
+    progress and metrics after every update; a cancel stops the run at the next rollout
+    with a checkpoint). Returns the tuned model's folder, or None when stopped."""
+    run.monitor = recorder.tune_monitor
+    return run.train(progress=not args.no_progress, stop_after_checkpoints=args.stop_after_checkpoints)
+
+
+def final_metrics(out: str | Path) -> dict[str, Any]:
+    """A finished run's last evaluation (``eval.jsonl``) and where its model is."""
     result = json.loads((Path(out) / "eval.jsonl").read_text().splitlines()[-1])
+    return {**result, "model": str(Path(out).resolve())}
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.print_config:
+        print(config.describe())
+        return 0
+    check(args, config)
+    run = prepare(args, config)
+    options = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    with command_recorder("tune", {"options": options, "tune": asdict(config)}, args.out, "tune") as recorder:
+        out = train(run, args, recorder)
+        if out is None:
+            status = recorder.stopped("Ctrl-C")
+            print(f"tune: stopped{' (cancelled)' if status == 'cancelled' and recorder.cancel_requested else ''}; "
+                  f"a checkpoint is in {args.out}/checkpoints: continue with "
+                  f"rlmusic tune --out {args.out} --resume")
+            return 0
+        result = final_metrics(out)
+        recorder.succeed(result)
     print(f"tune: wrote the tuned model to {out} (KL to the prior {result['kl_per_step']:.3f} nats per step, "
           f"{result['kl_per_note']:.3f} per note)")
     return 0

@@ -47,6 +47,8 @@ class RoundStore(Protocol):
     def enqueue(self, rows: list[dict], clips_dir: Path, model_dir: Path, audio: bool) -> None: ...
     def prioritise(self, scores: dict[int, float]) -> None: ...
     def finish_round(self, handle: Any, error: str | None, summary: dict[str, Any] | None) -> None: ...
+    # Optional: ``tune_monitor(status) -> bool``, handed to the round's ``TuneRun`` as its
+    # monitor (progress after every update; True stops the tuning cleanly).
 
 
 def prepare_folder(out: Path, force: bool) -> None:
@@ -127,7 +129,7 @@ def _round(out, store, handle, prior_dir, start_dir, from_model, tune_config, re
     # 2. tune the current model against it
     guarded = GuardedRewardModel(reward, guard)
     run = TuneRun(tune_config, out / "model", prior_dir, reward_model=guarded, reward_model_dir=reward_dir,
-                  init_model=from_model, device=device)
+                  init_model=from_model, device=device, monitor=getattr(store, "tune_monitor", None))
     tuned_dir = run.train(progress=progress)
     if tuned_dir is None:
         raise KeyboardInterrupt("tuning stopped before the end")

@@ -83,9 +83,11 @@ class KLControl(BaseCallback):
 
 
 class RunBookkeeping(BaseCallback):
-    """Progress bar, periodic evaluation and checkpoints (after each PPO update), and a
-    clean stop: when ``stop_requested`` is set (Ctrl-C) training ends at the next env
-    step, and ``trained_timesteps`` says how many env steps the weights were trained on."""
+    """Progress bar, periodic evaluation and checkpoints (after each PPO update), the run's
+    ``monitor`` (if any) told where it stands after each update, and a clean stop: when
+    ``stop_requested`` is set (Ctrl-C, or the monitor returned True) training ends at the
+    next env step, and ``trained_timesteps`` says how many env steps the weights were
+    trained on."""
 
     def __init__(self, run: Any, total: int, progress: bool, stop_after_checkpoints: int | None):
         super().__init__()
@@ -120,6 +122,20 @@ class RunBookkeeping(BaseCallback):
             self.next_ckpt = self._next(self.run.config.checkpoint_every)
             if self.stop_after is not None and self.saved >= self.stop_after:
                 self.stopped = True
+        monitor = getattr(self.run, "monitor", None)
+        if monitor is not None and n > 0 and monitor(self.status(n)):
+            self.stop_requested = True
+
+    def status(self, timesteps: int) -> dict[str, Any]:
+        """Where the run stands: env steps trained, the total, and the last rollout's
+        metrics (``kl/per_step``, ``kl/beta``, ``reward/<term>``) with the last
+        evaluation's numbers (``eval/<key>``)."""
+        last = self.run.kl_callback.last
+        metrics = {("kl/per_step" if k == "kl" else "kl/beta" if k == "beta" else f"reward/{k}"): float(v)
+                   for k, v in last.items()}
+        metrics.update({f"eval/{k}": float(v) for k, v in self.run.last_eval.items()
+                        if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("n", "steps", "timesteps")})
+        return {"timesteps": int(timesteps), "total": int(self.total), "metrics": metrics}
 
     def _on_step(self) -> bool:
         if self.stop_requested and not self.stopped:

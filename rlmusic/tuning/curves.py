@@ -109,3 +109,18 @@ def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def truncate_jsonl(path: Path, timesteps: int) -> None:
+    """Keep the lines of ``path`` up to ``timesteps`` (a torn last line is dropped)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("timesteps", 0) <= timesteps:
+            keep.append(line)
+    path.write_text("".join(line + "\n" for line in keep))

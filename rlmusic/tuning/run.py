@@ -52,7 +52,7 @@ from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
 from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
-from rlmusic.tuning.curves import CurvesWriter, read_csv
+from rlmusic.tuning.curves import CurvesWriter, read_csv, truncate_jsonl
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 
@@ -113,6 +113,9 @@ class TuneRun:
         resume: continue the run in ``out`` from its last checkpoint (``config`` may
             change only ``timesteps``, which extends a finished run).
         force: restart over an existing run; allow steps beyond the prior's max_steps.
+        monitor: called after every PPO update with ``{"timesteps", "total", "metrics"}``
+            (e.g. a job's recorder); returning True stops the run cleanly at the next env
+            step, with a checkpoint, as Ctrl-C does.
     """
 
     def __init__(
@@ -127,8 +130,9 @@ class TuneRun:
         device: str = "auto",
         resume: bool = False,
         force: bool = False,
+        monitor: Any = None,
     ):
-        self.out = Path(out)
+        self.out, self.monitor = Path(out), monitor
         self.prior_dir = Path(prior_dir) if prior_dir is not None else default_prior_dir()
         self.reward_model, self.reward_model_dir = reward_model, reward_model_dir
         self.init_model_dir = Path(init_model) if init_model is not None else None
@@ -154,6 +158,10 @@ class TuneRun:
             raise ValueError(f"reward_model must have a score(tokens) method, got {type(reward_model).__name__}")
         config.validate()
         self.config = config
+        done = (self.latest_checkpoint() or (None, {"num_timesteps": 0}))[1]["num_timesteps"] if resume else 0
+        if done >= config.total_timesteps:
+            raise ValueError(f"the run in {self.out} already finished at {done} env steps; "
+                             f"pass --timesteps above {done} to extend it")
         read_model_meta(self.prior_dir)  # a clear error when it is not a model directory
         self.prior = load_model(self.prior_dir, device=self.device, vocab=config.vocab)
         if config.steps > self.prior.config.max_steps and not force:
@@ -247,9 +255,6 @@ class TuneRun:
         else:
             zip_path, meta = found
             done = int(meta["num_timesteps"])
-            if done >= c.total_timesteps:
-                raise ValueError(f"the run in {self.out} already finished at {done} env steps; "
-                                 f"pass --timesteps above {done} to extend it")
             self.model = RecurrentPPO.load(str(zip_path), env=self.env, device=self.device)
             self.model.num_timesteps = done
             self.env.beta = meta["beta"]
@@ -343,21 +348,6 @@ def jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def truncate_jsonl(path: Path, timesteps: int) -> None:
-    """Keep the lines of ``path`` up to ``timesteps`` (a torn last line is dropped)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("timesteps", 0) <= timesteps:
-            keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep))
-
-
 def tune(
     config: TuneConfig,
     out: str | Path,
@@ -371,8 +361,9 @@ def tune(
     force: bool = False,
     progress: bool = True,
     stop_after_checkpoints: int | None = None,
+    monitor: Any = None,
 ) -> Path | None:
     """Tune ``prior_dir`` (default: the shipped prior) into ``out``; see ``TuneRun``."""
     run = TuneRun(config, out, prior_dir, reward_model=reward_model, reward_model_dir=reward_model_dir,
-                  init_model=init_model, device=device, resume=resume, force=force)
+                  init_model=init_model, device=device, resume=resume, force=force, monitor=monitor)
     return run.train(progress=progress, stop_after_checkpoints=stop_after_checkpoints)
