@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--limit", type=int, default=20, help="how many jobs (default 20)")
     listing.add_argument("--json", action="store_true", help="one JSON object per job instead of a table")
     show = sub.add_parser("show", help="one job: status, progress, metrics, log tail, output folder")
-    show.add_argument("id", type=int, help="job id")
+    show.add_argument("id", type=int, help="the id of the job to show (rlmusic jobs list)")
     show.add_argument("--json", action="store_true", help="the job as one JSON object")
     show.add_argument("--log-lines", type=int, default=20, help="lines of the log tail to print (default 20)")
     cancel = sub.add_parser("cancel", help="cancel a queued job; stop a running one at its next rollout")
-    cancel.add_argument("id", type=int, help="job id")
+    cancel.add_argument("id", type=int, help="the id of the job to cancel (rlmusic jobs list)")
 
 
 def engine():
