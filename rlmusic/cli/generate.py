@@ -15,7 +15,7 @@ from pathlib import Path
 from rlmusic.audio.render import render_to_file
 from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.models.checkpoint import (
-    default_prior_dir,
+    model_path,
     model_ref,
     read_model_meta,
     resolve_model_ref,
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace, recorder) -> dict | None:
         print(f"generate: stopped after {len(rows)} of {args.n} clips (in {args.out}); none enqueued")
         return None
     if engine is not None:
-        model_dir = Path(args.model) if args.model else default_prior_dir()
+        model_dir = model_path(args.model)
         enqueue_rows(engine, rows, Path(args.out), model_dir, Vocabulary.from_dict(
             read_model_meta(model_dir)["vocabulary"]), args.tempo, args.instrument)
     queued = sum(r["clip_id"] is not None for r in rows)

@@ -19,6 +19,7 @@ from rlmusic.corpus.index import corpus_index
 from rlmusic.models.checkpoint import (
     default_prior_dir,
     load_model,
+    model_path,
     model_ref,
     reference_prior_dir,
     training_corpus,
@@ -195,9 +196,9 @@ def evaluate_model(
     if n < 1 or steps < 1:
         raise ValueError(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
     dev = resolve_device(device)
-    model_path = Path(model_dir) if model_dir is not None else default_prior_dir()
-    model = load_reference_prior(model_path, dev) if model_dir is None else load_model(model_path, device=dev)
-    reference = Path(prior_dir) if prior_dir is not None else reference_prior_dir(model_path)
+    source = model_path(model_dir)
+    model = load_reference_prior(source, dev) if model_dir is None else load_model(source, device=dev)
+    reference = model_path(prior_dir) if prior_dir is not None else reference_prior_dir(source)
     prior = load_reference_prior(reference, dev, vocab=model.vocab)
     if corpus is None:
         corpus = training_corpus(reference)

@@ -61,11 +61,32 @@ def save_model(model: MelodyLSTM, directory: str | Path, provenance: Provenance 
     return directory
 
 
+def shipped_models() -> dict[str, Path]:
+    """The models shipped in the package, by name: ``prior`` and each tuned model of
+    ``rlmusic/data/tuned/NAME`` (e.g. ``rl-tuner``, ``structure``)."""
+    data = Path(__file__).resolve().parent.parent / "data"
+    tuned = sorted(d for d in (data / "tuned").glob("*") if (d / CONFIG_FILE).is_file())
+    return {"prior": data / "prior", **{d.name: d for d in tuned}}
+
+
+def model_path(ref: str | Path | None) -> Path:
+    """The directory of a model: a path, or the name of a shipped model when no such
+    folder exists here (``rlmusic generate --model rl-tuner``); None: the shipped prior."""
+    if ref is None:
+        return default_prior_dir()
+    path = Path(ref)
+    if not path.exists() and str(ref) in shipped_models():
+        return shipped_models()[str(ref)]
+    return path
+
+
 def read_model_meta(directory: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a model directory (raises if it is not one)."""
+    directory = model_path(directory)
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a model directory (no {CONFIG_FILE})")
+        raise FileNotFoundError(f"{directory} is not a model directory (no {CONFIG_FILE}) nor the name of a "
+                                f"shipped model ({', '.join(shipped_models())})")
     return json.loads(path.read_text())
 
 
@@ -80,7 +101,7 @@ def load_model(
     """
     from safetensors.torch import load_file
 
-    directory = Path(directory) if directory is not None else default_prior_dir()
+    directory = model_path(directory)
     meta = read_model_meta(directory)
     config = ModelConfig.from_dict(meta["model"])
     saved_vocab = Vocabulary.from_dict(meta.get("vocabulary", asdict(config)))

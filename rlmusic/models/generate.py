@@ -24,7 +24,7 @@ import torch
 
 from rlmusic.audio.render import render_to_file
 from rlmusic.audio.synth import instrument_program
-from rlmusic.models.checkpoint import default_prior_dir, load_model, model_ref, read_model_meta
+from rlmusic.models.checkpoint import load_model, model_path, model_ref, read_model_meta
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.music.metrics import melody_scores
 from rlmusic.music.representation import (
@@ -163,7 +163,7 @@ def read_manifest(out: str | Path) -> list[dict]:
 def load_for_generation(model_dir: str | Path | None, steps: int, device: str = "auto") -> tuple[MelodyLSTM, Path]:
     """The model of ``model_dir`` (None: the shipped prior) and its folder; warns when
     ``steps`` is longer than the melodies it was trained on."""
-    model_dir = Path(model_dir) if model_dir is not None else default_prior_dir()
+    model_dir = model_path(model_dir)
     model = load_model(model_dir, device=resolve_device(device))
     if steps > model.config.max_steps:
         warnings.warn(f"steps={steps} is longer than the {model.config.max_steps} steps the model "
@@ -245,5 +245,5 @@ def read_primer(model_dir: str | Path | None, primer: str | Path | None,
     """The primer's tokens in the vocabulary of ``model_dir`` and how it was read, or (None, None)."""
     if not primer:
         return None, None
-    vocab = Vocabulary.from_dict(read_model_meta(Path(model_dir) if model_dir else default_prior_dir())["vocabulary"])
+    vocab = Vocabulary.from_dict(read_model_meta(model_path(model_dir))["vocabulary"])
     return primer_tokens(primer, vocab, track)
