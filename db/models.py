@@ -134,7 +134,11 @@ class Clip(Base):
     tokens: Mapped[list[int]] = mapped_column(JSON)  # token ids, one per 16th-note step
     steps: Mapped[int] = mapped_column(Integer)  # len(tokens); pairs are made within one length
     midi_path: Mapped[str] = mapped_column(String(1024))
-    audio_path: Mapped[str | None] = mapped_column(String(1024))  # WAV, set once rendered
+    audio_path: Mapped[str | None] = mapped_column(String(1024))  # OGG/WAV, set once rendered
+    # SHA-256 (hex) of the files as stored (revision 0003): the app plays audio_path only
+    # while its bytes still hash to audio_sha256, else it renders the tokens afresh.
+    midi_sha256: Mapped[str | None] = mapped_column(String(64))
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
     seed: Mapped[int | None] = mapped_column(BigInteger)  # sampling seed, for reproduction
     # Active selection score (issue 7): higher is shown first by next_clip(order="priority").
     priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")

@@ -145,7 +145,7 @@ def test_db_command_upgrade_and_current(db_url, capsys):
     assert _run_db(["upgrade", "--url", db_url]) == 0
     assert _run_db(["current", "--url", db_url]) == 0
     assert f"schema at {db.head_revision()} (up to date)" in capsys.readouterr().out
-    assert _run_db(["downgrade", "base", "--url", db_url]) == 0
+    assert _run_db(["downgrade", "base", "--yes", "--url", db_url]) == 0
     assert _tables(db_url) == set()
 
 
@@ -167,5 +167,5 @@ def test_step_by_step_upgrade_and_out_of_date_message(db_url):
         db.check_schema(engine)
     db.upgrade(db_url)
     db.check_schema(engine)
-    db.downgrade(db_url, "-1")
+    db.downgrade(db_url, "0001")
     assert db.current_revision(engine) == "0001"

@@ -10,13 +10,13 @@ Ctrl-C stops at the next env step and keeps a checkpoint; ``--resume`` continues
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.tuning.checkpoints import read_evals, stored_run
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
-from rlmusic.tuning.run import stored_run, tune
+from rlmusic.tuning.run import tune
 
 OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
 
@@ -68,6 +68,24 @@ def load_reward_model(directory: str, config: TuneConfig, device: str):
     return load_guarded(directory, resolve_device(device), config.guard)
 
 
+def refuse_if_queued(out: Path) -> None:
+    """Extending or restarting a finished run replaces its model: refuse while the rating
+    queue (``RLMUSIC_DATABASE_URL``) holds clips sampled from it, so no rating is ever
+    stored against a model other than the one that made its clip."""
+    import db
+
+    url = db.database_url()
+    path = db.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return  # no database yet: nothing can be queued
+    queued = db.clips_of_model(db.get_engine(url), out)
+    if queued:
+        raise ValueError(
+            f"the model in {out} has {queued} clips in the rating queue ({db.redacted(url)}); "
+            f"tuning on would change the model their ratings are stored against: copy the folder "
+            f"(cp -r {out} {out}-more) and extend the copy")
+
+
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.print_config:
@@ -87,6 +105,8 @@ def main(args: argparse.Namespace) -> int:
         if reward_dir and Path(reward_dir).resolve() != Path(stored["reward_model"]).resolve():
             raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
         reward_dir = stored["reward_model"]
+    if (args.resume or args.force) and (Path(args.out) / "config.json").is_file():
+        refuse_if_queued(Path(args.out))
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
     out = tune(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
                device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress,
@@ -95,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"tune: stopped; a checkpoint is in {args.out}/checkpoints: continue with "
               f"rlmusic tune --out {args.out} --resume")
         return 0
-    result = json.loads((Path(out) / "eval.jsonl").read_text().splitlines()[-1])
+    result = read_evals(Path(out))[-1]
     print(f"tune: wrote the tuned model to {out} (KL to the prior {result['kl_per_step']:.3f} nats per step, "
           f"{result['kl_per_note']:.3f} per note)")
     return 0

@@ -3,6 +3,9 @@ clip files a batch is written to (``NNNN.mid``, optional audio, ``manifest.jsonl
 
 The same (model, n, steps, seed, temperature, top_k, primer, batch_size) gives the same
 melodies. ``rlmusic generate`` (``rlmusic.cli.generate``) adds the rating queue.
+
+Clip files are never written over: the output folder must be new or empty
+(``check_new_folder``), so a clip in the rating queue keeps the files it was stored with.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from rlmusic.audio.render import render_to_file
 from rlmusic.audio.synth import instrument_program
+from rlmusic.fileio import write_atomic
 from rlmusic.models.checkpoint import default_prior_dir, load_model, model_ref
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.music.metrics import melody_scores
@@ -74,6 +78,16 @@ def primer_tokens(path: str | Path, vocab: Vocabulary, track: int | None = None)
     return notes_to_tokens(folded, vocab).tolist(), how
 
 
+def check_new_folder(out: str | Path) -> Path:
+    """``out`` as a Path, when it does not exist or is an empty folder; else ``ValueError``:
+    clips already there may be in the rating queue, and their files must never change."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} is not empty: clips are never written over earlier ones (a queued "
+                         "clip must keep its files); choose a new folder")
+    return out
+
+
 def write_clips(
     tokens: np.ndarray,
     out: Path,
@@ -85,8 +99,9 @@ def write_clips(
     audio_format: str | None = None,
     instrument: str = "piano",
 ) -> list[dict]:
-    """Write NNNN.mid (and NNNN.<audio_format>) for each melody; returns manifest rows."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write NNNN.mid (and NNNN.<audio_format>) for each melody into ``out``, which must be
+    new or empty (``check_new_folder``); returns manifest rows."""
+    check_new_folder(out).mkdir(parents=True, exist_ok=True)
     scores = melody_scores(tokens, vocab)  # per-melody theory/structure scores
     rows = []
     for i, melody in enumerate(tokens):
@@ -114,12 +129,7 @@ def write_clips(
 
 def write_manifest(out: str | Path, rows: list[dict]) -> Path:
     """``OUT/manifest.jsonl``, one JSON object per clip, written atomically."""
-    path = Path(out) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in rows)
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(out) / MANIFEST, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_manifest(out: str | Path) -> list[dict]:
@@ -152,6 +162,7 @@ def generate_clips(
     to ``out``: ``NNNN.mid`` (+ audio) and ``manifest.jsonl``. Returns the manifest rows and,
     with a primer, how the primer was read."""
     program = instrument_program(instrument)  # an unknown instrument raises before sampling
+    check_new_folder(out)  # so does an output folder that holds files
     model_dir = Path(model_dir) if model_dir is not None else default_prior_dir()
     model = load_model(model_dir, device=resolve_device(device))
     vocab = model.vocab

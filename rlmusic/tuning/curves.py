@@ -4,6 +4,7 @@ and ``plot_curves``."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.logger import KVWriter, TensorBoardOutputFormat
 
+from rlmusic.fileio import write_atomic
 from rlmusic.tuning.config import CONFIG_NAME
 
 
@@ -47,12 +49,11 @@ class CurvesWriter(KVWriter):
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = ["timesteps"] + sorted({k for r in rows for k in r} - {"timesteps"})
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
