@@ -16,6 +16,7 @@ never mistaken for results.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -68,8 +69,10 @@ def write_atomic(path: str | Path, data: bytes | str | Callable[[IO[bytes]], Any
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk says which file it could not write
         raise
     if fsync:
         fsync_dir(path.parent)
@@ -88,8 +91,12 @@ def append_line(path: str | Path, line: str) -> None:
     try:
         written = os.write(fd, data)
         if written != len(data):  # a short write: the disk is full
-            raise OSError(28, "No space left on device (short write)", str(path))
+            raise OSError(errno.ENOSPC, "No space left on device (short write)", str(path))
         os.fsync(fd)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     finally:
         os.close(fd)
 

@@ -262,6 +262,49 @@ def test_clip_files_are_hashed_when_stored_and_served_only_unchanged_under_home(
     assert db.set_clip_audio(engine, clip, audio) == db.sha256_bytes(b"OggS-two")
 
 
+def test_generating_into_a_used_folder_never_changes_a_queued_clip(engine, db_url, tmp_path, monkeypatch, capsys):
+    """``generate --enqueue --out D`` then ``--seed 1`` into the same D: the second run is
+    refused before it writes, and every queued clip's MIDI and audio still hold its tokens."""
+    import torch
+
+    from rlmusic.cli.main import main
+    from rlmusic.models.checkpoint import save_model
+    from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+    from rlmusic.music.representation import (
+        DEFAULT_VOCAB as vocab,
+    )
+    from rlmusic.music.representation import (
+        load_midi,
+        midi_to_tokens,
+        notes_to_tokens,
+        tokens_to_notes,
+    )
+
+    monkeypatch.setenv("RLMUSIC_DATABASE_URL", db_url)
+    monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    model = save_model(MelodyLSTM(ModelConfig(embed_dim=8, hidden_size=16, num_layers=1)), tmp_path / "model")
+    out = tmp_path / "home" / "clips"
+    args = ["generate", "--model", str(model), "-n", "4", "--steps", "32", "--enqueue", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*args, "--seed", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not empty" in err and "choose a new folder" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not one byte written
+    with db.session_scope(engine) as session:
+        ids = list(session.scalars(select(Clip.id)))
+    assert len(ids) == 4
+    for clip in (db.get_clip(engine, i) for i in ids):
+        midi = load_midi(clip.midi_path)
+        expected = notes_to_tokens(tokens_to_notes(clip.tokens, vocab), vocab, steps=clip.steps)
+        assert list(midi_to_tokens(midi, vocab, steps=clip.steps)) == list(expected)
+        assert db.sha256_file(clip.midi_path) == clip.midi_sha256
+        assert db.verified_bytes(clip.audio_path, clip.audio_sha256) is not None  # served as stored
+    assert main([*args[:-1], str(tmp_path / "home" / "clips2"), "--seed", "1"]) == 0  # a new folder
+
+
 # ----------------------------------------------------------------------------- schema changes
 
 
