@@ -34,7 +34,7 @@ INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway r
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
 FLASH_KEY = "flash"  # session_state: a message for the next run (after st.rerun)
-WRITE_TIMEOUT_S = 3.0  # longest a submit waits for another writer before asking to retry
+WRITE_TIMEOUT_S = 5.0  # longest a submit waits for another writer before asking to retry
 AUDIO_TIMEOUT_S = 1.0  # recording where freshly rendered audio is waits at most this long
 
 log = logging.getLogger("rlmusic.app")

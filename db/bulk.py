@@ -28,7 +28,18 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from db.checks import pair_verdict
 from db.engine import DatabaseError, retrying_connection
@@ -37,7 +48,7 @@ from db.models import Clip, Comparison, Rater, Rating, RatingHistory, utcnow
 RATERS, CLIPS = Rater.__table__, Clip.__table__
 RATINGS, HISTORY, COMPARISONS = Rating.__table__, RatingHistory.__table__, Comparison.__table__
 
-BATCH_ROWS = 5_000  # rows per transaction of an import (0: the whole file in one)
+BATCH_ROWS = 2_000  # rows per transaction of an import (0: the whole file in one)
 SQLITE_PAUSE_S = 0.02  # pause between batches on SQLite, so an app write gets the lock
 IN_CHUNK = 5_000  # values per IN (...) list (SQLite allows 32,766 bound values a statement)
 
@@ -50,6 +61,28 @@ class ImportIncompleteError(DatabaseError):
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def is_in(connection: Connection, column: Column, values: Sequence[Any]):
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter
+    instead of thousands (which the driver would parse one by one)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+def keys_in(connection: Connection, columns: Sequence[Column], keys: Sequence[tuple]):
+    """``(columns) IN (keys)``, row values; on PostgreSQL against ``unnest`` of one array
+    per column (a few parameters, however many keys)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        arrays = [bindparam(None, [key[i] for key in keys], type_=ARRAY(col.type)) for i, col in enumerate(columns)]
+        keyset = func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(columns)))).render_derived()
+        return tuple_(*columns).in_(select(*keyset.c))
+    return tuple_(*columns).in_(keys)
 
 
 def _insert_ignoring_conflicts(connection: Connection, table, index_elements: list[str]):
@@ -69,7 +102,7 @@ def lock_clips(connection: Connection, clip_ids: Iterable[int]) -> set[int]:
     whole database, taken at BEGIN IMMEDIATE); returns the ids that exist."""
     found: set[int] = set()
     for chunk in chunks(sorted(set(clip_ids))):
-        query = select(CLIPS.c.id).where(CLIPS.c.id.in_(chunk)).order_by(CLIPS.c.id).with_for_update()
+        query = select(CLIPS.c.id).where(is_in(connection, CLIPS.c.id, chunk)).order_by(CLIPS.c.id).with_for_update()
         found.update(connection.scalars(query))
     return found
 
@@ -80,7 +113,7 @@ def ensure_raters(connection: Connection, names: Iterable[str], now: datetime | 
     wanted = sorted(set(names))
     ids: dict[str, int] = {}
     for chunk in chunks(wanted):
-        ids.update(connection.execute(select(RATERS.c.name, RATERS.c.id).where(RATERS.c.name.in_(chunk))).all())
+        ids.update(connection.execute(select(RATERS.c.name, RATERS.c.id).where(is_in(connection, RATERS.c.name, chunk))).all())
     missing = [name for name in wanted if name not in ids]
     if missing:
         now = now or utcnow()
@@ -88,8 +121,49 @@ def ensure_raters(connection: Connection, names: Iterable[str], now: datetime | 
         for chunk in chunks(missing, 1_000):
             connection.execute(statement, [{"name": name, "created_at": now} for name in chunk])
         for chunk in chunks(missing):
-            ids.update(connection.execute(select(RATERS.c.name, RATERS.c.id).where(RATERS.c.name.in_(chunk))).all())
+            ids.update(connection.execute(
+                select(RATERS.c.name, RATERS.c.id).where(is_in(connection, RATERS.c.name, chunk))).all())
     return ids
+
+
+def insert_many(connection: Connection, table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (dicts with the same keys) in bulk: PostgreSQL ``COPY``, SQLite the
+    driver's executemany; each column's type conversion runs once per distinct value, not
+    once per row (a batch shares its timestamps, and mostly its tags)."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    columns = list(rows[0])
+    compiled = insert(table).inline().values({c: bindparam(c) for c in columns}).compile(dialect=dialect)
+    converters = []
+    for column in columns:
+        process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            converters.append(None)
+            continue
+        cache: dict[Any, Any] = {}
+
+        def convert(value, process=process, cache=cache):
+            key = tuple(value) if isinstance(value, list) else value
+            if key not in cache:
+                cache[key] = process(value)
+            return cache[key]
+
+        converters.append(convert)
+    values = [[v if f is None else f(v) for f, v in zip(converters, (row[c] for c in columns))] for row in rows]
+    if dialect.name == "postgresql":  # COPY: PostgreSQL's bulk load, in this transaction
+        names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
+        with connection.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        return
+    if compiled.positiontup is not None:  # qmark (SQLite): tuples in the statement's order
+        order = [columns.index(name) for name in compiled.positiontup]
+        params: list[Any] = [tuple(v[i] for i in order) for v in values]
+    else:  # pyformat (psycopg): dicts
+        params = [dict(zip(columns, v)) for v in values]
+    connection.exec_driver_sql(compiled.string, params)
 
 
 def add_counts(connection: Connection, column: Column, counts: Counter) -> None:
@@ -100,7 +174,7 @@ def add_counts(connection: Connection, column: Column, counts: Counter) -> None:
             by_increment[k].append(clip_id)
     for k, ids in sorted(by_increment.items()):
         for chunk in chunks(sorted(ids)):
-            connection.execute(update(CLIPS).where(CLIPS.c.id.in_(chunk)).values({column.name: column + k}))
+            connection.execute(update(CLIPS).where(is_in(connection, CLIPS.c.id, chunk)).values({column.name: column + k}))
 
 
 def _locked_and_raters(connection: Connection, clip_ids: set[int], raters: Iterable[str], now: datetime):
@@ -129,14 +203,18 @@ def write_star_batch(connection: Connection, rows: Sequence[Any], now: datetime)
     ones) in one transaction; returns the counts of ``inserted``, ``updated``, ``unchanged``."""
     clip_ids = {r.clip_id for r in rows}
     raters = _locked_and_raters(connection, clip_ids, (r.rater for r in rows), now)
-    rater_ids = sorted(set(raters.values()))
     c = RATINGS.c
-    existing = {}
-    for chunk in chunks(sorted(clip_ids)):
-        query = select(c.id, c.rater_id, c.clip_id, c.stars, c.tags, c.updated_at).where(c.clip_id.in_(chunk))
-        if len(rater_ids) <= IN_CHUNK:
-            query = query.where(c.rater_id.in_(rater_ids))
-        existing.update({(row.rater_id, row.clip_id): row for row in connection.execute(query)})
+    existing = {}  # (rater_id, clip_id) -> (rating id, stars): the ratings this batch may replace
+    for chunk in chunks(sorted({(raters[r.rater], r.clip_id) for r in rows})):
+        query = select(c.rater_id, c.clip_id, c.id, c.stars).where(keys_in(connection, (c.rater_id, c.clip_id), chunk))
+        existing.update({(rater_id, clip_id): (i, stars) for rater_id, clip_id, i, stars in connection.execute(query)})
+    # Tags and times (JSON, datetimes: slow to read) only of the ratings that may change.
+    maybe = sorted({existing[key][0] for r in rows if (key := (raters[r.rater], r.clip_id)) in existing
+                    and (r.tags is not None or existing[key][1] != r.stars)})
+    details = {}
+    for chunk in chunks(maybe):
+        details.update({i: (list(tags), at) for i, tags, at in
+                        connection.execute(select(c.id, c.tags, c.updated_at).where(is_in(connection, c.id, chunk)))})
     counts: Counter = Counter()
     new, history, changes = [], [], []
     for r in rows:
@@ -147,20 +225,23 @@ def write_star_batch(connection: Connection, rows: Sequence[Any], now: datetime)
                         "created_at": now, "updated_at": now})
             counts["inserted"] += 1
             continue
-        old_tags = list(old.tags)
-        tags = old_tags if r.tags is None else r.tags
-        if old.stars == r.stars and old_tags == tags:
+        rating_id, old_stars = old
+        if rating_id not in details:  # same stars, no tags given: nothing to change
             counts["unchanged"] += 1
             continue
-        history.append({"rating_id": old.id, "stars": old.stars, "tags": old_tags, "rated_at": old.updated_at,
+        old_tags, rated_at = details[rating_id]
+        tags = old_tags if r.tags is None else r.tags
+        if old_stars == r.stars and old_tags == tags:
+            counts["unchanged"] += 1
+            continue
+        history.append({"rating_id": rating_id, "stars": old_stars, "tags": old_tags, "rated_at": rated_at,
                         "replaced_at": now})
-        changes.append({"b_id": old.id, "b_stars": r.stars, "b_tags": tags, "b_updated_at": now})
+        changes.append({"b_id": rating_id, "b_stars": r.stars, "b_tags": tags, "b_updated_at": now})
         counts["updated"] += 1
     if history:
-        connection.execute(insert(HISTORY), history)
+        insert_many(connection, HISTORY, history)
         connection.execute(_UPDATE_RATING, changes)
-    if new:
-        connection.execute(insert(RATINGS), new)
+    insert_many(connection, RATINGS, new)
     add_counts(connection, CLIPS.c.n_ratings, Counter(row["clip_id"] for row in new))
     return counts
 
@@ -170,14 +251,12 @@ def write_pair_batch(connection: Connection, rows: Sequence[Any], now: datetime)
     the same verdict in either presentation order is unchanged, another one replaces it."""
     clip_ids = {r.clip_a for r in rows} | {r.clip_b for r in rows}
     raters = _locked_and_raters(connection, clip_ids, (r.rater for r in rows), now)
-    rater_ids = sorted(set(raters.values()))
     c = COMPARISONS.c
     existing = {}
-    for chunk in chunks(sorted({min(r.clip_a, r.clip_b) for r in rows})):
+    keys = sorted({(raters[r.rater], min(r.clip_a, r.clip_b), max(r.clip_a, r.clip_b)) for r in rows})
+    for chunk in chunks(keys, IN_CHUNK // 2):
         query = select(c.id, c.rater_id, c.pair_lo, c.pair_hi, c.clip_a_id, c.clip_b_id, c.winner).where(
-            c.pair_lo.in_(chunk))
-        if len(rater_ids) <= IN_CHUNK:
-            query = query.where(c.rater_id.in_(rater_ids))
+            keys_in(connection, (c.rater_id, c.pair_lo, c.pair_hi), chunk))
         existing.update({(row.rater_id, row.pair_lo, row.pair_hi): row for row in connection.execute(query)})
     counts: Counter = Counter()
     new, changes, pair_counts = [], [], Counter()
@@ -197,8 +276,7 @@ def write_pair_batch(connection: Connection, rows: Sequence[Any], now: datetime)
             counts["updated"] += 1
     if changes:
         connection.execute(_UPDATE_COMPARISON, changes)
-    if new:
-        connection.execute(insert(COMPARISONS), new)
+    insert_many(connection, COMPARISONS, new)
     add_counts(connection, CLIPS.c.n_comparisons, pair_counts)
     return counts
 

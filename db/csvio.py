@@ -26,6 +26,7 @@ with a leading ``'``, and so is one that starts with ``'``; import removes one l
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import re
@@ -112,12 +113,21 @@ def unescape_cell(text: str) -> str:
 
 
 def _parse_rater(value: str, problems: list[str]) -> str | None:
+    name, problem = _rater_cell(value)
+    if problem is not None:
+        problems.append(problem)
+    return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _rater_cell(value: str) -> tuple[str | None, str | None]:
+    """(the rater name, None) or (None, the problem) of a rater cell; a file names few
+    raters many times, so each is checked once."""
+    raw = value.strip()
     try:
-        raw = value.strip()
-        return check_rater_name(unescape_cell(raw) if raw.startswith("'") else value)
+        return check_rater_name(unescape_cell(raw) if raw.startswith("'") else value), None
     except ValueError as exc:
-        problems.append(str(exc))
-        return None
+        return None, str(exc)
 
 
 def _parse_star(fields: list[str], has_tags: bool, problems: list[str]) -> tuple | None:
