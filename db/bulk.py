@@ -22,6 +22,7 @@ stopped half-way is finished by running it again.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     tuple_,
     update,
@@ -74,15 +76,19 @@ def is_in(connection: Connection, column: Column, values: Sequence[Any]):
 
 
 def keys_in(connection: Connection, columns: Sequence[Column], keys: Sequence[tuple]):
-    """``(columns) IN (keys)``, row values; on PostgreSQL against ``unnest`` of one array
-    per column (a few parameters, however many keys)."""
+    """``(columns) IN (keys)``, row values, as a subquery the database answers with an
+    index search per key: PostgreSQL ``unnest`` of one array per column, SQLite
+    ``json_each`` of one JSON list (a few parameters, however many keys)."""
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
         arrays = [bindparam(None, [key[i] for key in keys], type_=ARRAY(col.type)) for i, col in enumerate(columns)]
         keyset = func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(columns)))).render_derived()
         return tuple_(*columns).in_(select(*keyset.c))
-    return tuple_(*columns).in_(keys)
+    # SQLite: against json_each of one JSON parameter (a list of VALUES would be scanned
+    # for every row of the table; this subquery lets it search the unique index instead).
+    fields = [func.json_extract(literal_column("value"), f"$[{i}]") for i in range(len(columns))]
+    return tuple_(*columns).in_(select(*fields).select_from(func.json_each(bindparam(None, json.dumps(keys)))))
 
 
 def _insert_ignoring_conflicts(connection: Connection, table, index_elements: list[str]):
