@@ -119,6 +119,7 @@ FORBIDDEN = {
     "db": ("rlmusic", "envs", "app"),
     "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
+    "rlmusic.fileio": ("rlmusic", "envs", "db", "app"),
 }
 
 
