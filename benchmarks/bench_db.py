@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -287,27 +289,22 @@ def run_import(args: argparse.Namespace) -> None:
         print(f"PostgreSQL / SQLite import time: {ratio:.2f}x")
 
 
-def postgres_schema(base_url: str):
-    """A context manager: the URL of a new schema of ``base_url``, dropped at the end."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def schema():
-        name = f"rlmusic_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """The URL of a new schema of the PostgreSQL database ``base_url``, dropped at the end."""
+    name = f"rlmusic_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {name}")
+    separator = "&" if "?" in base_url else "?"
+    url = f"{base_url}{separator}options={quote(f'-csearch_path={name}')}"
+    try:
+        yield url
+    finally:
+        db.dispose_engine(url)
         with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {name}")
-        separator = "&" if "?" in base_url else "?"
-        url = f"{base_url}{separator}options={quote(f'-csearch_path={name}')}"
-        try:
-            yield url
-        finally:
-            db.dispose_engine(url)
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-            admin.dispose()
-
-    return schema()
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        admin.dispose()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ Modules, one concept each:
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
 """
 
-from db.backup import backup, pg_dump_hint
+from db.backup import backup_database, pg_dump_hint
 from db.bulk import ImportIncompleteError
 from db.csvio import RatingsImportError, export_ratings, import_ratings, read_ratings_csv
 from db.dashboard import rater_agreement, ratings_by_day, ratings_per_model, recent_jobs, stats
@@ -92,7 +92,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "add_comparison",
     "add_rating",
-    "backup",
+    "backup_database",
     "check_schema",
     "clips_of_model",
     "create_job",

@@ -1,5 +1,5 @@
-"""Backups of the ratings database (``rlmusic db backup``; ``rlmusic db downgrade`` writes
-one first).
+"""Backups of the ratings database (``rlmusic db backup``: ``backup_database``;
+``rlmusic db downgrade`` writes one first).
 
 SQLite: a consistent copy of the file through SQLite's online backup API (safe while the
 app writes; what is still in the WAL is included), by default beside the database as
@@ -81,7 +81,7 @@ def pg_dump_hint(url: str) -> str:
     return f"back it up first with: {prefix}{shlex.join(command)}"
 
 
-def backup(url: str, dest: str | Path | None = None) -> Path:
+def backup_database(url: str, dest: str | Path | None = None) -> Path:
     """Back up the database of ``url`` to ``dest``: SQLite by copying the file, PostgreSQL
     with ``pg_dump`` (``DatabaseError`` with the command to run when it is not installed
     or fails)."""

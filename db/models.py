@@ -10,8 +10,9 @@ pairwise comparisons), then the training side (fine-tuning jobs, rounds).
 
 Two counters are denormalised on ``clips`` (``n_ratings``, ``n_comparisons``): they are
 what makes ``next_clip`` an index walk instead of an aggregate over every rating. They are
-only ever changed with ``SET n = n + 1`` inside the transaction that inserts the rating or
-comparison, so they stay exact under concurrent writers.
+only ever changed with ``SET n = n + k`` inside the transaction that inserts the ratings or
+comparisons (with the clip rows locked first: ``db/bulk.py``), so they stay exact under
+concurrent writers.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from db.backup import backup, backup_sqlite, pg_dump_hint
+from db.backup import backup_database, backup_sqlite, pg_dump_hint
 from db.engine import database_url, get_engine, redacted, sqlite_path
 from db.schema import current_revision, downgrade, head_revision, upgrade
 
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "downgrade":
         return run_downgrade(url, args)
     if args.action == "backup":
-        print(f"db: backed up {redacted(url)} to {backup(url, args.out)}")
+        print(f"db: backed up {redacted(url)} to {backup_database(url, args.out)}")
         return 0
     current = current_revision(get_engine(url))
     head = head_revision()
