@@ -13,7 +13,6 @@ Clips stored before this revision have no hashes: their audio is rendered from t
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = "0003_issue14_clip_hashes"
