@@ -10,6 +10,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,8 @@ def test_extending_a_finished_run_keeps_its_model_and_refuses_while_its_clips_ar
     out = tmp_path / "run"
     assert tune("--prior", tiny_prior, "--out", out, "--config", config, "--timesteps", 256) == 0
     finished = (out / "model.safetensors").read_bytes()
+    with sqlite3.connect(tmp_path / "ratings.db") as conn:  # a database file without the schema
+        conn.execute("CREATE TABLE unrelated (x)")
     # extending: the finished model is kept in previous/ before it is replaced
     assert tune("--out", out, "--resume", "--timesteps", 384) == 0
     kept = out / "previous" / "step_0000000256"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.models.checkpoint import load_provenance
 from rlmusic.tuning.checkpoints import read_evals, stored_run
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
 from rlmusic.tuning.run import tune
@@ -68,6 +69,17 @@ def load_reward_model(directory: str, config: TuneConfig, device: str):
     return load_guarded(directory, resolve_device(device), config.guard)
 
 
+def replaces_a_model(out: Path, config: TuneConfig, args: argparse.Namespace) -> bool:
+    """Whether this run would write over a finished model in ``out``: a restart
+    (``--force``) or an extension (``--resume`` with more timesteps than it was trained for)."""
+    if not (out / "config.json").is_file():
+        return False
+    if args.force and not args.resume:
+        return True
+    trained = (load_provenance(out).extra or {}).get("timesteps", 0)
+    return args.resume and config.total_timesteps > int(trained)
+
+
 def refuse_if_queued(out: Path) -> None:
     """Extending or restarting a finished run replaces its model: refuse while the rating
     queue (``RLMUSIC_DATABASE_URL``) holds clips sampled from it, so no rating is ever
@@ -78,7 +90,10 @@ def refuse_if_queued(out: Path) -> None:
     path = db.sqlite_path(url)
     if path is not None and not path.is_file():
         return  # no database yet: nothing can be queued
-    queued = db.clips_of_model(db.get_engine(url), out)
+    engine = db.get_engine(url)
+    if db.current_revision(engine) is None:
+        return  # a database without the schema holds no clips
+    queued = db.clips_of_model(engine, out)
     if queued:
         raise ValueError(
             f"the model in {out} has {queued} clips in the rating queue ({db.redacted(url)}); "
@@ -105,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         if reward_dir and Path(reward_dir).resolve() != Path(stored["reward_model"]).resolve():
             raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
         reward_dir = stored["reward_model"]
-    if (args.resume or args.force) and (Path(args.out) / "config.json").is_file():
+    if replaces_a_model(Path(args.out), config, args):
         refuse_if_queued(Path(args.out))
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
     out = tune(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
