@@ -1,10 +1,17 @@
-"""What every page shares: the engine, the rater's identity, a clip's audio and picture.
+"""What every page shares: the engine, the rater's identity, a clip's audio and picture,
+and saving a judgement.
 
 Pages only draw and call ``db/`` functions; this module keeps the few helpers they
 share so each page reads top to bottom. The rater's name and the clips a page has
 served live in ``st.session_state`` (server side, one per browser session): a submit
 only ever stores a judgement of the clip this session was shown, under the name this
-session gave.
+session gave, and the clip stays on screen until its judgement is committed.
+
+What a rater hears is what the rating is stored against: a clip's audio file is played
+only when it lies under ``RLMUSIC_HOME`` and its bytes still have the SHA-256 recorded
+with the clip (``db.verified_bytes``); otherwise the clip's tokens are rendered afresh.
+A write waits at most ``WRITE_TIMEOUT_S`` for other writers; then the page says so in
+one line and the rater submits the same answer again. No traceback reaches the browser.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-from pathlib import Path
+import logging
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -26,6 +34,10 @@ INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway r
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
 FLASH_KEY = "flash"  # session_state: a message for the next run (after st.rerun)
+WRITE_TIMEOUT_S = 5.0  # longest a submit waits for another writer before asking to retry
+AUDIO_TIMEOUT_S = 1.0  # recording where freshly rendered audio is waits at most this long
+
+log = logging.getLogger("rlmusic.app")
 
 
 @st.cache_resource(show_spinner=False)
@@ -103,25 +115,56 @@ def empty_queue(what: str) -> None:
 # --------------------------------------------------------------------------- clip media
 
 
-def with_audio(eng, clip: db.ClipInfo) -> db.ClipInfo:
-    """``clip`` with a playable ``audio_path``: its stored file, else rendered now
-    (cached by ``rlmusic.audio``) and recorded in the database. Stops the page when this
-    server cannot render audio."""
-    if clip.audio_path and Path(clip.audio_path).is_file():
-        return clip
+def with_audio(eng, clip: db.ClipInfo) -> tuple[db.ClipInfo, bytes]:
+    """``clip`` with the audio a rater may hear, and its bytes: the stored file when it
+    lies under ``RLMUSIC_HOME`` and still has its recorded SHA-256; else the tokens
+    rendered afresh into the clip audio cache (recorded in the database when it is not
+    busy). Stops the page when this server cannot render audio."""
+    data = db.verified_bytes(clip.audio_path, clip.audio_sha256)
+    if data is not None:
+        return clip, data
     try:
-        path = clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT)
+        path = clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT, refresh=True)
     except AudioError as exc:
         st.error(f"Cannot render audio on this server: {exc}")
         st.stop()
-    db.set_clip_audio(eng, clip.id, path)
-    return dataclasses.replace(clip, audio_path=str(path))
+    data = path.read_bytes()
+    sha256 = db.sha256_bytes(data)
+    try:
+        db.set_clip_audio(eng, clip.id, path, sha256, timeout_s=AUDIO_TIMEOUT_S)
+    except db.DatabaseBusyError:
+        pass  # served all the same; recorded on a later visit
+    return dataclasses.replace(clip, audio_path=str(path), audio_sha256=sha256), data
 
 
-def play(clip: db.ClipInfo) -> None:
-    """An audio player and a piano roll of ``clip`` (served through ``with_audio``)."""
-    st.audio(Path(clip.audio_path).read_bytes(), format="audio/ogg")
+def play(clip: db.ClipInfo, audio: bytes) -> None:
+    """An audio player for ``audio`` (from ``with_audio``) and a piano roll of ``clip``."""
+    st.audio(audio, format="audio/ogg")
     st.image(piano_roll_png(tuple(clip.tokens)), width="stretch")
+
+
+def save(write: Callable[[], object], what: str) -> bool:
+    """Run ``write`` (a judgement of the clip on screen); True once it is committed.
+
+    A database busy with another writer for ``WRITE_TIMEOUT_S`` (the write raised
+    ``DatabaseBusyError`` having written nothing), or one that cannot be reached, gives
+    one line asking to submit again: the clip and the chosen answer stay on screen.
+    Details go to the server log, never to the browser.
+    """
+    try:
+        write()
+    except db.DatabaseBusyError:
+        st.warning(f"The database is busy, so your {what} is not saved yet. Your answer is still "
+                   "selected: press the button again in a moment.")
+        return False
+    except Exception as exc:  # a database that cannot be reached: one line, no traceback
+        if db.explain_error(exc) is None:
+            raise
+        log.warning("saving a %s failed: %s", what, db.explain_error(exc))
+        st.warning(f"The ratings database cannot be reached right now, so your {what} is not saved "
+                   "yet. Your answer is still selected: press the button again in a moment.")
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=256)

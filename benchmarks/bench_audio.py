@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_audio.py [--clips 8] [--seconds 16] [--tempo 120]
 
 Prints the route, the one-off synthesiser load, per-clip times (synthesis, encoding,
-total) and the uncached / cached ratio of ``clip_audio``. The acceptance bar is a
+total), the uncached / cached ratio of ``clip_audio``, and what the app's check of a
+stored clip (path under ``RLMUSIC_HOME``, SHA-256 of the bytes) adds to reading it. The acceptance bar is a
 16-second clip well under a second.
 """
 
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 
+import db
 from rlmusic.audio.render import clip_audio, duration_seconds, encode, render_samples, step_seconds
 from rlmusic.audio.synth import synth_route
 from rlmusic.music.representation import DEFAULT_VOCAB, STEPS_PER_QUARTER
@@ -82,9 +84,26 @@ def main() -> None:
             path = clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
             path.read_bytes()  # what the app does with a cached clip
             cached.append(time.perf_counter() - t0)
+        # The app's check before it plays a stored file (db.verified_bytes: the path lies
+        # under RLMUSIC_HOME, the bytes hash to the clip's recorded SHA-256) vs a plain read.
+        files = [clip_audio(i, tokens, cache, tempo=args.tempo, instrument=args.instrument)
+                 for i, tokens in enumerate(melodies)]
+        hashes = [db.sha256_file(f) for f in files]
+        plain, checked = [], []
+        for _ in range(50):
+            for f, sha in zip(files, hashes):
+                t0 = time.perf_counter()
+                f.read_bytes()
+                plain.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                assert db.verified_bytes(f, sha, home=cache) is not None
+                checked.append(time.perf_counter() - t0)
     u, c = statistics.median(uncached), statistics.median(cached)
     print(f"clip_audio uncached {u * 1000:.1f} ms, cached (incl. read) {c * 1000:.2f} ms: "
           f"ratio {u / c:.0f}x")
+    r, v = statistics.median(plain), statistics.median(checked)
+    print(f"serving a stored clip: read {r * 1000:.3f} ms, read + path and SHA-256 check {v * 1000:.3f} ms "
+          f"(ratio {v / r:.2f}x, +{(v - r) * 1000:.3f} ms per clip)")
 
 
 if __name__ == "__main__":

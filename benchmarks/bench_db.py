@@ -11,6 +11,14 @@ Measures, on a fresh database:
     python benchmarks/bench_db.py                       # SQLite file in a temp dir
     python benchmarks/bench_db.py --url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
+With ``--import-rows N`` it measures instead a large ``rlmusic ratings import`` (N star
+rows over ``--import-clips`` clips) on SQLite and, with ``--pg-url``, on PostgreSQL, side
+by side in one run, while another process rates like the listening app (one rating every
+0.1 s with the app's bound, ``timeout_s``): import time, rows per second, the ratio of
+the two backends, and how long each of the app's ratings waited.
+
+    python benchmarks/bench_db.py --import-rows 200000 --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+
 For PostgreSQL the run happens in a new schema (dropped at the end), so any database
 may be given. Absolute figures depend on the disk (commit = fsync) and the CPU load.
 """
@@ -25,6 +33,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,6 +42,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 import db
+import db.bulk
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,6 +67,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--per-writer", type=int, default=500, help="ratings per concurrent writer")
     p.add_argument("--queries", type=int, default=300, help="next_clip calls measured")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--import-rows", type=int, default=0,
+                   help="measure a CSV import of this many star rows instead (0: the queue benchmark)")
+    p.add_argument("--import-clips", type=int, default=20_000, help="clips the imported rows rate")
+    p.add_argument("--batch-rows", type=int, default=db.bulk.BATCH_ROWS,
+                   help="rows per import transaction (0: the whole file in one)")
+    p.add_argument("--app-timeout", type=float, default=10.0,
+                   help="the app rater's bound on a rating's wait, seconds (a longer wait is counted busy)")
+    p.add_argument("--pg-url", default=None, help="with --import-rows: also measure on this PostgreSQL")
     return p.parse_args()
 
 
@@ -184,8 +203,115 @@ def run(url: str, args: argparse.Namespace) -> None:
     print(f"final: {s['clips']:,} clips, {s['ratings']:,} ratings, {s['raters']} raters")
 
 
+# ----------------------------------------------------------------------------- large imports
+
+
+def app_rater(url: str, clip_ids: list[int], timeout_s: float, ready, stop, results) -> None:
+    """Rate like the listening app until ``stop``: one rating every 0.1 s, each bounded by
+    ``timeout_s``; sends back each rating's wait (None: gave up, the database was busy)."""
+    engine = db.get_engine(url)
+    engine.connect().close()
+    waits = []
+    ready.set()
+    for clip in clip_ids:
+        if stop.is_set():
+            break
+        start = time.perf_counter()
+        try:
+            db.add_rating(engine, "app rater", clip, 3, timeout_s=timeout_s)
+            waits.append(time.perf_counter() - start)
+        except db.DatabaseBusyError:
+            waits.append(None)
+        time.sleep(0.1)
+    results.send(waits)
+
+
+def import_benchmark(url: str, args: argparse.Namespace, folder: Path) -> dict:
+    """One import of ``--import-rows`` star rows with an app rater alongside; the figures."""
+    rng = random.Random(args.seed)
+    db.upgrade(url)
+    engine = db.get_engine(url)
+    model = db.register_model(engine, name="prior", directory="/bench/prior", kind="prior")
+    clips: list[int] = []
+    for i in range(0, args.import_clips, 5_000):
+        n = min(5_000, args.import_clips - i)
+        clips += db.enqueue_clips(engine, model, [
+            {"tokens": [rng.randrange(39) for _ in range(args.steps)], "midi_path": f"clips/{i + k:06d}.mid"}
+            for k in range(n)])
+    raters = max(1, -(-args.import_rows // len(clips)))
+    pairs = [(c, r) for r in range(raters) for c in clips][: args.import_rows]
+    rng.shuffle(pairs)
+    source = folder / f"import-{uuid.uuid4().hex[:6]}.csv"
+    source.write_text("clip_id,rater,stars\n" + "".join(f"{c},rater {r},{rng.randint(1, 5)}\n" for c, r in pairs))
+    ctx = multiprocessing.get_context("fork")
+    ready, stop = ctx.Event(), ctx.Event()
+    receive, send = ctx.Pipe(duplex=False)
+    targets = rng.sample(clips, min(len(clips), 2_000))
+    rater = ctx.Process(target=app_rater, args=(url, targets, args.app_timeout, ready, stop, send))
+    rater.start()
+    ready.wait(60)
+    start = time.perf_counter()
+    counts = db.import_ratings(engine, source, batch_rows=args.batch_rows)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    waits = receive.recv()
+    rater.join()
+    assert counts["inserted"] == len(pairs), counts
+    done = [w for w in waits if w is not None]
+    return {"seconds": elapsed, "rows_per_s": len(pairs) / elapsed, "ratings": len(waits),
+            "busy": len(waits) - len(done), "median": statistics.median(done) if done else float("nan"),
+            "p95": percentile(done, 0.95) if done else float("nan"), "max": max(done) if done else float("nan")}
+
+
+def run_import(args: argparse.Namespace) -> None:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        results["SQLite"] = import_benchmark(url, args, Path(tmp))
+        db.dispose_engine(url)
+        if args.pg_url:
+            with postgres_schema(args.pg_url) as pg:
+                results["PostgreSQL"] = import_benchmark(pg, args, Path(tmp))
+    batches = "one transaction" if not args.batch_rows else f"batches of {args.batch_rows:,} rows"
+    print(f"import of {args.import_rows:,} star rows over {args.import_clips:,} clips, {batches}; "
+          f"an app rater alongside (a rating every 0.1 s, bound {args.app_timeout:g} s)")
+    names = list(results)
+    print(f"{'':34s}" + "".join(f"{n:>16s}" for n in names))
+    rows = [("import time (s)", "seconds", "{:16.1f}"), ("rows per second", "rows_per_s", "{:16,.0f}"),
+            ("app ratings during the import", "ratings", "{:16d}"), ("app ratings that gave up (busy)", "busy", "{:16d}"),
+            ("app rating wait, median (ms)", "median", "{:16.1f}"), ("app rating wait, p95 (ms)", "p95", "{:16.1f}"),
+            ("app rating wait, max (ms)", "max", "{:16.1f}")]
+    for label, key, fmt in rows:
+        scale = 1e3 if label.endswith("(ms)") else 1
+        print(f"{label:34s}" + "".join(fmt.format(results[n][key] * scale) for n in names))
+    if "PostgreSQL" in results:
+        ratio = results["PostgreSQL"]["seconds"] / results["SQLite"]["seconds"]
+        print(f"PostgreSQL / SQLite import time: {ratio:.2f}x")
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """The URL of a new schema of the PostgreSQL database ``base_url``, dropped at the end."""
+    name = f"rlmusic_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {name}")
+    separator = "&" if "?" in base_url else "?"
+    url = f"{base_url}{separator}options={quote(f'-csearch_path={name}')}"
+    try:
+        yield url
+    finally:
+        db.dispose_engine(url)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        admin.dispose()
+
+
 def main() -> None:
     args = parse_args()
+    if args.import_rows:
+        run_import(args)
+        return
     if args.url is None:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -195,19 +321,8 @@ def main() -> None:
     if make_url(args.url).get_backend_name() != "postgresql":
         run(args.url, args)
         return
-    schema = f"rlmusic_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in args.url else "?"
-    url = f"{args.url}{separator}options={quote(f'-csearch_path={schema}')}"
-    try:
+    with postgres_schema(args.url) as url:
         run(url, args)
-    finally:
-        db.dispose_engine(url)
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
 
 
 if __name__ == "__main__":

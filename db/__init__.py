@@ -6,11 +6,16 @@ Callers never write ORM queries: they call these functions with an ``Engine`` fr
 rlmusic, envs or app (DESIGN.md, layers).
 
 Modules, one concept each:
-  engine      URL, engine per URL (SQLite WAL + busy timeout), sessions, retry on contention
+  engine      URL, engine per URL (SQLite WAL + busy timeout), sessions, retry on contention,
+              bounded lock waits (``timeout_s`` -> ``DatabaseBusyError``)
   models      the tables (SQLAlchemy 2.0 typed declarative)
-  schema      Alembic: upgrade, downgrade, check_schema
+  schema      Alembic: upgrade, downgrade (serialised by a lock), check_schema
+  backup      backups: a copy of a SQLite file, pg_dump for PostgreSQL
+  files       a clip's files: content hashes, and what the app may serve
+  checks      the values judgements are made of (rater names, stars, tags, clip ids)
   queue       models, clips, next_clip / next_pair
   ratings     raters, star ratings (+ history), pairwise comparisons
+  bulk        many judgements at once: set-based batches in a fixed lock order
   rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
   jobs        jobs (tuning, rounds, generation, sweeps) and rounds of the loop
@@ -18,9 +23,12 @@ Modules, one concept each:
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
 """
 
+from db.backup import backup_database, pg_dump_hint
+from db.bulk import ImportIncompleteError
 from db.csvio import RatingsImportError, export_ratings, import_ratings, read_ratings_csv
 from db.dashboard import rater_agreement, ratings_by_day, ratings_per_model, recent_jobs, stats
 from db.engine import (
+    DatabaseBusyError,
     DatabaseError,
     database_url,
     dispose_engine,
@@ -29,7 +37,9 @@ from db.engine import (
     redacted,
     rlmusic_home,
     session_scope,
+    sqlite_path,
 )
+from db.files import sha256_bytes, sha256_file, under_home, verified_bytes
 from db.job_queue import (
     claim_job,
     finish_job,
@@ -51,6 +61,7 @@ from db.jobs import (
 from db.models import JOB_ORIGINS, JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
 from db.queue import (
     ClipInfo,
+    clips_of_model,
     enqueue_clips,
     get_clip,
     list_models,
@@ -85,13 +96,17 @@ __all__ = [
     "RATING_TAGS",
     "WINNERS",
     "ClipInfo",
+    "DatabaseBusyError",
     "DatabaseError",
+    "ImportIncompleteError",
     "RatingsImportError",
     "SchemaOutOfDateError",
     "add_comparison",
     "add_rating",
+    "backup_database",
     "check_schema",
     "claim_job",
+    "clips_of_model",
     "create_job",
     "current_revision",
     "database_url",
@@ -116,6 +131,7 @@ __all__ = [
     "next_clip",
     "next_pair",
     "pair_rows",
+    "pg_dump_hint",
     "queue_size",
     "rater_agreement",
     "rater_count",
@@ -135,8 +151,13 @@ __all__ = [
     "set_clip_audio",
     "set_clip_priority",
     "set_round_tuned_model",
+    "sha256_bytes",
+    "sha256_file",
+    "sqlite_path",
     "star_rows",
     "stats",
+    "under_home",
     "update_job",
     "upgrade",
+    "verified_bytes",
 ]

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -33,9 +33,13 @@ DEFAULT_HOME = "~/.rlmusic"
 DB_FILENAME = "rlmusic.db"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the lock before "locked"
+SQLITE_POLL_MS = 20  # a write with a time bound (the app's) tries the SQLite lock in slices this long
+LOCK_TIMEOUT_S = 30.0  # PostgreSQL lock_timeout of a write transaction (then it is retried)
+STATEMENT_TIMEOUT_S = 120.0  # PostgreSQL statement_timeout of a write transaction
 RETRY_ATTEMPTS = 12  # attempts of a write transaction before the error surfaces
 RETRY_BASE_DELAY_S = 0.005  # first backoff; doubles each attempt, with jitter, capped below
 RETRY_MAX_DELAY_S = 0.5
+RETRY_POLL_DELAY_S = 0.005  # pause between the attempts of a write with a time bound
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -54,10 +58,23 @@ def database_url() -> str:
     return f"sqlite:///{rlmusic_home() / DB_FILENAME}"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
 class DatabaseError(RuntimeError):
     """The database cannot be used as configured: a bad URL, a server that cannot be
     reached, a database that does not exist, a schema behind the code. The message names
     the URL (password hidden) and what to do."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """A write waited for other writers' locks longer than it may (``timeout_s``, or every
+    retry); it wrote nothing and can be tried again as it was."""
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -113,7 +130,7 @@ def _configure_sqlite(engine: Engine) -> None:
     """WAL, busy timeout, foreign keys, and explicit BEGIN (IMMEDIATE for writes)."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection, record) -> None:
         # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -122,11 +139,18 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; fsync at checkpoints
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+        record.info["rlmusic_busy_ms"] = SQLITE_BUSY_TIMEOUT_MS
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        immediate = connection.get_execution_options().get("rlmusic_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        write = options.get("rlmusic_write", False)
+        busy_ms = int((options.get("rlmusic_busy_ms") if write else None) or SQLITE_BUSY_TIMEOUT_MS)
+        info = connection.connection.info  # per DB-API connection: the busy timeout it has now
+        if info.get("rlmusic_busy_ms") != busy_ms:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            info["rlmusic_busy_ms"] = busy_ms
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -184,77 +208,154 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
         write: the transaction will write; on SQLite it then takes the write lock at
             BEGIN (``BEGIN IMMEDIATE``), so it waits for other writers up front.
     """
-    bind = _writer(engine) if write else engine
+    bind = _write_bind(engine, None) if write else engine
     session = Session(bind, expire_on_commit=False)
     try:
         with session.begin():
+            if write:
+                _limit_waits(session.connection(), None)
             yield session
     finally:
         session.close()
 
 
+# ----------------------------------------------------------------------------- contention
+
+_LOCK_WAIT_SQLSTATES = ("55P03",)  # PostgreSQL lock_not_available (lock_timeout)
+_RETRY_SQLSTATES = ("40001", "40P01") + _LOCK_WAIT_SQLSTATES  # + serialization failure, deadlock
+_PG_TIMEOUTS = text("SELECT set_config('lock_timeout', :lock, true), "
+                    "set_config('statement_timeout', :statement, true)")
+
+
+def _is_lock_wait(exc: DBAPIError) -> bool:
+    """Another writer held the lock for longer than this transaction would wait."""
+    if isinstance(exc, OperationalError):
+        text_ = str(exc.orig).lower()
+        if "database is locked" in text_ or "database table is locked" in text_ or "busy" in text_:
+            return True
+    return getattr(exc.orig, "sqlstate", None) in _LOCK_WAIT_SQLSTATES
+
+
 def _is_transient(exc: DBAPIError) -> bool:
     """Contention (or a dropped connection) that goes away if the work is run again."""
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or _is_lock_wait(exc):
         return True
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer inserted the same unique key first
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        if "database is locked" in text or "database table is locked" in text or "busy" in text:
-            return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in ("40001", "40P01")  # PostgreSQL serialization failure, deadlock
+    return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
-def _writer(engine: Engine) -> Engine:
-    """``engine`` with the write flag set (SQLite: ``BEGIN IMMEDIATE``); made once."""
-    writer = getattr(engine, "_rlmusic_writer", None)
+def _writer(engine: Engine, busy_ms: int | None = None) -> Engine:
+    """``engine`` with the write flag set (SQLite: ``BEGIN IMMEDIATE`` after setting the busy
+    timeout to ``busy_ms``); one per value, made once."""
+    writers = engine.__dict__.setdefault("_rlmusic_writers", {})  # lives and dies with the engine
+    writer = writers.get(busy_ms)
     if writer is None:
-        writer = engine.execution_options(rlmusic_write=True)
-        engine._rlmusic_writer = writer  # lives and dies with the engine
+        writer = writers[busy_ms] = engine.execution_options(rlmusic_write=True, rlmusic_busy_ms=busy_ms)
     return writer
 
 
-def _retry(run: Callable[[], T], attempts: int) -> T:
+def _write_bind(engine: Engine, wait_s: float | None) -> Engine:
+    """The writer of one attempt: SQLite waits for the lock ``SQLITE_BUSY_TIMEOUT_MS``, or,
+    with a bound (``wait_s``), in slices of ``SQLITE_POLL_MS`` that ``_retry`` repeats, so a
+    short writer gets in between a long writer's batches."""
+    if engine.dialect.name != "sqlite":
+        return _writer(engine)
+    if wait_s is None:
+        return _writer(engine, SQLITE_BUSY_TIMEOUT_MS)
+    return _writer(engine, SQLITE_POLL_MS)
+
+
+def _limit_waits(connection: Connection, wait_s: float | None) -> None:
+    """PostgreSQL: bound this transaction's lock waits (``lock_timeout``) and statements
+    (``statement_timeout``); a lock wait that runs out is retried by ``_retry``."""
+    if connection.dialect.name == "postgresql":
+        lock_s = LOCK_TIMEOUT_S if wait_s is None else min(LOCK_TIMEOUT_S, wait_s)
+        connection.execute(_PG_TIMEOUTS, {"lock": f"{max(1, round(lock_s * 1000))}ms",
+                                          "statement": f"{round(STATEMENT_TIMEOUT_S * 1000)}ms"})
+
+
+def _retry(engine: Engine, run: Callable[[float | None], T], attempts: int, timeout_s: float | None) -> T:
+    """Run ``run(wait_s)`` until it succeeds; transient contention is retried with backoff,
+    ``attempts`` times, or, with ``timeout_s``, until that many seconds have passed (then
+    ``DatabaseBusyError``)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     integrity_left = 3
-    for attempt in range(attempts):
+    attempt = 0
+    while True:
+        wait_s = None if deadline is None else max(0.001, deadline - time.monotonic())
         try:
-            return run()
+            return run(wait_s)
         except DBAPIError as exc:
-            if not _is_transient(exc) or attempt == attempts - 1:
+            if not _is_transient(exc):
                 raise
             if isinstance(exc, IntegrityError):
                 integrity_left -= 1
                 if integrity_left < 0:
                     raise
-            delay = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
+            attempt += 1
+            if deadline is None:
+                if attempt >= attempts:
+                    raise DatabaseBusyError(_busy_message(engine, exc, attempts=attempt)) from exc
+                delay = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatabaseBusyError(_busy_message(engine, exc, waited=timeout_s)) from exc
+                delay = min(RETRY_POLL_DELAY_S, left)
             time.sleep(delay * (0.5 + random.random()))
-    raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def retrying(engine: Engine, work: Callable[[Session], T], *, attempts: int = RETRY_ATTEMPTS) -> T:
+def _busy_message(engine: Engine, exc: DBAPIError, *, attempts: int = 0, waited: float | None = None) -> str:
+    first = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+    how = f"after {waited:g} s" if waited is not None else f"after {attempts} attempts"
+    return (f"the database is busy ({first}) {how}; nothing was written, try again "
+            f"(database {redacted(engine.url)})")
+
+
+def retrying(
+    engine: Engine,
+    work: Callable[[Session], T],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
+    timeout_s: float | None = None,
+) -> T:
     """Run ``work(session)`` in a write transaction, retrying transient contention.
 
     ``work`` must be safe to run again from the start (it re-reads what it needs). An
     ``IntegrityError`` is retried a few times only: a second run re-reads the row a
     concurrent writer just inserted; if it persists it is a real error and surfaces.
+
+    Args:
+        timeout_s: the longest the call may wait for other writers' locks, in all
+            (``None``: each attempt waits up to ``SQLITE_BUSY_TIMEOUT_MS`` /
+            ``LOCK_TIMEOUT_S``, ``attempts`` times); then ``DatabaseBusyError``, nothing written.
     """
 
-    def run() -> T:
-        with session_scope(engine, write=True) as session:
-            return work(session)
+    def run(wait_s: float | None) -> T:
+        session = Session(_write_bind(engine, wait_s), expire_on_commit=False)
+        try:
+            with session.begin():
+                _limit_waits(session.connection(), wait_s)
+                return work(session)
+        finally:
+            session.close()
 
-    return _retry(run, attempts)
+    return _retry(engine, run, attempts, timeout_s)
 
 
 def retrying_connection(
-    engine: Engine, work: Callable[[Connection], T], *, attempts: int = RETRY_ATTEMPTS
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
+    timeout_s: float | None = None,
 ) -> T:
     """As ``retrying``, with a Core ``Connection`` (the hot write paths: no ORM overhead)."""
 
-    def run() -> T:
-        with _writer(engine).begin() as connection:
+    def run(wait_s: float | None) -> T:
+        with _write_bind(engine, wait_s).begin() as connection:
+            _limit_waits(connection, wait_s)
             return work(connection)
 
-    return _retry(run, attempts)
+    return _retry(engine, run, attempts, timeout_s)

@@ -10,8 +10,9 @@ pairwise comparisons), then the training side (fine-tuning jobs, rounds).
 
 Two counters are denormalised on ``clips`` (``n_ratings``, ``n_comparisons``): they are
 what makes ``next_clip`` an index walk instead of an aggregate over every rating. They are
-only ever changed with ``SET n = n + 1`` inside the transaction that inserts the rating or
-comparison, so they stay exact under concurrent writers.
+only ever changed with ``SET n = n + k`` inside the transaction that inserts the ratings or
+comparisons (with the clip rows locked first: ``db/bulk.py``), so they stay exact under
+concurrent writers.
 """
 
 from __future__ import annotations
@@ -137,7 +138,11 @@ class Clip(Base):
     tokens: Mapped[list[int]] = mapped_column(JSON)  # token ids, one per 16th-note step
     steps: Mapped[int] = mapped_column(Integer)  # len(tokens); pairs are made within one length
     midi_path: Mapped[str] = mapped_column(String(1024))
-    audio_path: Mapped[str | None] = mapped_column(String(1024))  # WAV, set once rendered
+    audio_path: Mapped[str | None] = mapped_column(String(1024))  # OGG/WAV, set once rendered
+    # SHA-256 (hex) of the files as stored (revision 0003): the app plays audio_path only
+    # while its bytes still hash to audio_sha256, else it renders the tokens afresh.
+    midi_sha256: Mapped[str | None] = mapped_column(String(64))
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
     seed: Mapped[int | None] = mapped_column(BigInteger)  # sampling seed, for reproduction
     # Active selection score (issue 7): higher is shown first by next_clip(order="priority").
     priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -241,7 +246,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
-    # -- the queue (revision 0003_issue16_job_queue)
+    # -- the queue (revision 0003)
     origin: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")  # JOB_ORIGINS
     output_dir: Mapped[str | None] = mapped_column(String(1024))  # absolute folder it writes to
     progress: Mapped[float | None] = mapped_column(Float)  # 0..1, last reported

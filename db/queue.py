@@ -15,7 +15,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from db.checks import rater_key
 from db.engine import retrying, retrying_connection, session_scope
+from db.files import sha256_file
 from db.models import MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
 
 NEXT_CLIP_ORDERS = ("fewest", "priority")
@@ -34,6 +36,8 @@ class ClipInfo:
     midi_path: str
     audio_path: str | None
     seed: int | None
+    midi_sha256: str | None = None  # SHA-256 of the MIDI file when the clip was stored
+    audio_sha256: str | None = None  # SHA-256 of audio_path's file when it was recorded
 
 
 def _clip_info(clip: Clip) -> ClipInfo:
@@ -46,6 +50,8 @@ def _clip_info(clip: Clip) -> ClipInfo:
         midi_path=clip.midi_path,
         audio_path=clip.audio_path,
         seed=clip.seed,
+        midi_sha256=clip.midi_sha256,
+        audio_sha256=clip.audio_sha256,
     )
 
 
@@ -130,7 +136,10 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
 
     Each clip is a mapping with ``tokens`` (list of token ids), ``midi_path``, and
     optionally ``steps`` (defaults to ``len(tokens)``; must equal it when given),
-    ``audio_path`` (None until rendered) and ``seed``. All are added in one transaction.
+    ``audio_path`` (None until rendered) and ``seed``. The SHA-256 of the MIDI and audio
+    files is recorded as they are now (``midi_sha256`` / ``audio_sha256`` may give it;
+    None for a file that is not there): the files must never change afterwards
+    (``db/files.py``). All are added in one transaction.
     """
     rows = []
     for i, clip in enumerate(clips):
@@ -150,6 +159,8 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
                 "midi_path": str(clip["midi_path"]),
                 "audio_path": None if audio is None else str(audio),
                 "seed": None if seed is None else int(seed),
+                "midi_sha256": clip.get("midi_sha256") or sha256_file(clip["midi_path"]),
+                "audio_sha256": clip.get("audio_sha256") or sha256_file(audio),
             }
         )
 
@@ -165,22 +176,44 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
     return retrying_connection(engine, work) if rows else []
 
 
-def set_clip_audio(engine: Engine, clip_id: int, audio_path: str | Path | None) -> None:
-    """Record where a clip's rendered audio is (None: not rendered)."""
+def set_clip_audio(
+    engine: Engine,
+    clip_id: int,
+    audio_path: str | Path | None,
+    sha256: str | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> str | None:
+    """Record where a clip's rendered audio is (None: not rendered) and the SHA-256 of its
+    bytes (``sha256``, else read from the file now); returns that hash. ``timeout_s``:
+    wait at most that long for other writers (then ``DatabaseBusyError``)."""
     value = None if audio_path is None else str(audio_path)
+    digest = None if value is None else (sha256 or sha256_file(value))
 
     def work(session: Session) -> None:
-        result = session.execute(update(Clip).where(Clip.id == clip_id).values(audio_path=value))
+        result = session.execute(
+            update(Clip).where(Clip.id == clip_id).values(audio_path=value, audio_sha256=digest)
+        )
         if result.rowcount == 0:
             raise ValueError(f"clip id {clip_id!r} does not exist")
 
-    retrying(engine, work)
+    retrying(engine, work, timeout_s=timeout_s)
+    return digest
+
+
+def clips_of_model(engine: Engine, directory: str | Path) -> int:
+    """How many clips in the queue were sampled from the model directory ``directory``
+    (0 when it is not registered)."""
+    directory = str(Path(directory).expanduser().resolve())
+    with session_scope(engine) as session:
+        query = select(func.count(Clip.id)).join(Model, Model.id == Clip.model_id)
+        return int(session.scalar(query.where(Model.directory == directory)) or 0)
 
 
 def set_clip_priority(engine: Engine, scores: Mapping[int, float]) -> None:
     """Set ``clips.priority`` for active selection; higher is shown first by
     ``next_clip(order="priority")``. Unknown clip ids raise ``ValueError``."""
-    items = [(int(k), float(v)) for k, v in scores.items()]
+    items = sorted((int(k), float(v)) for k, v in scores.items())  # rows locked in id order
 
     def work(session: Session) -> None:
         known = set()
@@ -210,7 +243,7 @@ def get_clip(engine: Engine, clip_id: int) -> ClipInfo:
 
 
 def _rater_id(session: Session, rater: str) -> int | None:
-    return session.scalar(select(Rater.id).where(Rater.name == rater.strip()))
+    return session.scalar(select(Rater.id).where(Rater.name == rater_key(rater)))
 
 
 def next_clip(

@@ -1,26 +1,37 @@
 """Human judgements: raters, star ratings (with history) and pairwise comparisons.
 
 Writes go through ``retrying`` (``db/engine.py``): under many concurrent writers SQLite's
-"database is locked" and PostgreSQL's unique-key races are retried, never surfaced. The
-upsert helpers (``upsert_rating``, ``upsert_comparison``) are shared with the CSV import
-so both paths obey the same rules: one rating per rater and clip (a new value updates it
-and logs the old one in ``rating_history``), one comparison per rater and unordered pair.
+"database is locked" and PostgreSQL's lock waits are retried, never surfaced; with
+``timeout_s`` (the listening app) a write gives up after that many seconds with
+``DatabaseBusyError``, having written nothing. Every write locks its clip rows first, then
+creates its rater, then writes the judgement: the lock order of ``db/bulk.py``, which the
+CSV import keeps too, so no two writers deadlock. The rules are the same on both paths:
+one rating per rater and clip (a new value updates it and logs the old one in
+``rating_history``), one comparison per rater and unordered pair.
+
+Values are checked by ``db/checks.py`` before anything is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from numbers import Integral
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 
+from db.bulk import ensure_raters, lock_clips
+from db.checks import (
+    check_clip_id,
+    check_rater_name,
+    check_stars,
+    check_tags,
+    check_winner,
+    pair_verdict,
+    rater_key,
+)
 from db.engine import retrying_connection, session_scope
 from db.models import (
-    RATER_NAME_MAX,
-    RATING_TAGS,
-    WINNERS,
     Clip,
     Comparison,
     Rater,
@@ -30,47 +41,6 @@ from db.models import (
 )
 
 Outcome = Literal["inserted", "updated", "unchanged"]
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def check_rater_name(name: Any) -> str:
-    """The stripped rater name; ``ValueError`` unless it is 1..64 characters."""
-    if not isinstance(name, str):
-        raise ValueError(f"rater name {name!r} is not a string")
-    stripped = name.strip()
-    if not 1 <= len(stripped) <= RATER_NAME_MAX:
-        raise ValueError(
-            f"rater name {name!r} must be 1..{RATER_NAME_MAX} characters once stripped"
-        )
-    return stripped
-
-
-def check_stars(stars: Any) -> int:
-    """``stars`` as an int in 1..5, else ``ValueError`` naming the value."""
-    if isinstance(stars, bool) or not isinstance(stars, Integral) or not 1 <= stars <= 5:
-        raise ValueError(f"stars {stars!r} is not an integer in 1..5")
-    return int(stars)
-
-
-def check_winner(winner: Any) -> str:
-    """``winner`` if it is ``'a'``, ``'b'`` or ``'tie'``, else ``ValueError``."""
-    if winner not in WINNERS:
-        raise ValueError(f"winner {winner!r} is not one of {', '.join(WINNERS)}")
-    return winner
-
-
-def check_tags(tags: Iterable[str]) -> list[str]:
-    """Known tags, deduplicated, in ``RATING_TAGS`` order; unknown ones raise."""
-    if isinstance(tags, str):
-        raise ValueError(f"tags {tags!r} must be a list of tags, not one string")
-    given = set()
-    for tag in tags:
-        if tag not in RATING_TAGS:
-            raise ValueError(f"tag {tag!r} is not one of {', '.join(RATING_TAGS)}")
-        given.add(tag)
-    return [t for t in RATING_TAGS if t in given]
 
 
 # ----------------------------------------------------------------------------- upserts
@@ -84,9 +54,6 @@ RATERS, CLIPS = Rater.__table__, Clip.__table__
 RATINGS, HISTORY, COMPARISONS = Rating.__table__, RatingHistory.__table__, Comparison.__table__
 
 # Statements of the hot path, built once (building them costs more than running them).
-_SELECT_RATER = select(RATERS.c.id).where(RATERS.c.name == bindparam("name"))
-_INSERT_RATER = insert(RATERS).returning(RATERS.c.id)
-_SELECT_CLIP = select(CLIPS.c.id).where(CLIPS.c.id == bindparam("clip_id"))
 _SELECT_RATING = (
     select(RATINGS.c.id, RATINGS.c.stars, RATINGS.c.tags, RATINGS.c.updated_at)
     .where(RATINGS.c.rater_id == bindparam("rater_id"), RATINGS.c.clip_id == bindparam("clip_id"))
@@ -101,6 +68,7 @@ _LOOKUP_RATING = (
         )
     )
     .where(CLIPS.c.id == bindparam("clip_id"))
+    .with_for_update(of=CLIPS)  # the clip row first: the lock order of db/bulk.py
 )
 _COUNT_RATING = (
     update(CLIPS).where(CLIPS.c.id == bindparam("clip_id")).values(n_ratings=CLIPS.c.n_ratings + 1)
@@ -108,12 +76,9 @@ _COUNT_RATING = (
 
 
 def ensure_rater(connection: Connection, name: str) -> int:
-    """Id of the rater ``name`` (already checked), created if new."""
-    rater_id = connection.scalar(_SELECT_RATER, {"name": name})
-    if rater_id is None:
-        # A concurrent insert of the same name fails here; ``retrying`` runs it again.
-        rater_id = connection.scalar(_INSERT_RATER, {"name": name, "created_at": utcnow()})
-    return rater_id
+    """Id of the rater ``name`` (already checked), created if new (``ON CONFLICT DO
+    NOTHING``: a concurrent writer creating the same rater is no error)."""
+    return ensure_raters(connection, [name])[name]
 
 
 def upsert_rating(
@@ -168,14 +133,6 @@ def upsert_rating(
     return old.id, "updated"
 
 
-def _winner_of_lo(clip_a: int, clip_b: int, winner: str) -> str:
-    """The verdict relative to the sorted pair: 'lo', 'hi' or 'tie'."""
-    if winner == "tie":
-        return "tie"
-    winning_clip = clip_a if winner == "a" else clip_b
-    return "lo" if winning_clip == min(clip_a, clip_b) else "hi"
-
-
 def upsert_comparison(
     connection: Connection,
     rater_id: int,
@@ -217,7 +174,7 @@ def upsert_comparison(
             .values(n_comparisons=CLIPS.c.n_comparisons + 1)
         )
         return comparison_id, "inserted"
-    if _winner_of_lo(old.clip_a_id, old.clip_b_id, old.winner) == _winner_of_lo(
+    if pair_verdict(old.clip_a_id, old.clip_b_id, old.winner) == pair_verdict(
         clip_a, clip_b, winner
     ):
         return old.id, "unchanged"
@@ -229,16 +186,11 @@ def upsert_comparison(
     return old.id, "updated"
 
 
-def _require_clips(connection: Connection, *clip_ids: int) -> None:
+def _lock_existing_clips(connection: Connection, *clip_ids: int) -> None:
+    found = lock_clips(connection, clip_ids)
     for clip_id in clip_ids:
-        if connection.scalar(_SELECT_CLIP, {"clip_id": clip_id}) is None:
+        if clip_id not in found:
             raise ValueError(f"clip id {clip_id!r} does not exist")
-
-
-def _check_clip_id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} {value!r} is not an integer clip id")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -256,6 +208,8 @@ def add_rating(
     clip_id: int,
     stars: int,
     tags: Iterable[str] = (),
+    *,
+    timeout_s: float | None = None,
 ) -> int:
     """Record ``rater``'s star rating of a clip; returns the rating id.
 
@@ -267,9 +221,11 @@ def add_rating(
         clip_id: an existing clip.
         stars: integer 1..5.
         tags: any of ``RATING_TAGS`` ("boring", "no structure", "surprising", "pleasant").
+        timeout_s: wait at most this long for other writers (the app: a few seconds),
+            then raise ``DatabaseBusyError`` having written nothing; None: the default waits.
     """
     name = check_rater_name(rater)
-    clip_id = _check_clip_id("clip id", clip_id)
+    clip_id = check_clip_id("clip id", clip_id)
     stars = check_stars(stars)
     tag_list = check_tags(tags)
 
@@ -287,37 +243,46 @@ def add_rating(
         )
         return rating_id
 
-    return retrying_connection(engine, work)
+    return retrying_connection(engine, work, timeout_s=timeout_s)
 
 
-def add_comparison(engine: Engine, rater: str, clip_a: int, clip_b: int, winner: str) -> int:
+def add_comparison(
+    engine: Engine,
+    rater: str,
+    clip_a: int,
+    clip_b: int,
+    winner: str,
+    *,
+    timeout_s: float | None = None,
+) -> int:
     """Record which of two clips ``rater`` preferred; returns the comparison id.
 
     Args:
         rater: rater name (created on first use).
         clip_a, clip_b: two different existing clips, in the order they were presented.
         winner: ``"a"``, ``"b"`` or ``"tie"``.
+        timeout_s: as for ``add_rating``.
     """
     name = check_rater_name(rater)
-    clip_a = _check_clip_id("clip_a", clip_a)
-    clip_b = _check_clip_id("clip_b", clip_b)
+    clip_a = check_clip_id("clip_a", clip_a)
+    clip_b = check_clip_id("clip_b", clip_b)
     if clip_a == clip_b:
         raise ValueError(f"clip {clip_a!r} cannot be compared with itself")
     winner = check_winner(winner)
 
     def work(connection: Connection) -> int:
-        _require_clips(connection, clip_a, clip_b)
+        _lock_existing_clips(connection, clip_a, clip_b)
         rater_id = ensure_rater(connection, name)
         comparison_id, _ = upsert_comparison(connection, rater_id, clip_a, clip_b, winner, utcnow())
         return comparison_id
 
-    return retrying_connection(engine, work)
+    return retrying_connection(engine, work, timeout_s=timeout_s)
 
 
 def rater_count(engine: Engine, rater: str) -> int:
     """How many judgements (star ratings + comparisons) ``rater`` has given."""
     with session_scope(engine) as session:
-        rater_id = session.scalar(select(Rater.id).where(Rater.name == rater.strip()))
+        rater_id = session.scalar(select(Rater.id).where(Rater.name == rater_key(rater)))
         if rater_id is None:
             return 0
         n_ratings = session.scalar(select(func.count()).where(Rating.rater_id == rater_id))

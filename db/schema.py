@@ -4,10 +4,15 @@ The migrations live in the top-level ``alembic/`` folder next to this package (f
 from ``db.__file__``, so it works from a checkout, an editable install and the tests).
 The URL reaches ``alembic/env.py`` through ``Config.attributes["url"]``; the ``alembic``
 command line may pass it as ``-x url=...``; otherwise env.py uses ``database_url()``.
+``upgrade`` and ``downgrade`` hold ``migration_lock``, so two runs at once on one
+database queue instead of failing.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +20,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from db.engine import (
@@ -25,7 +31,10 @@ from db.engine import (
     explain_error,
     get_engine,
     redacted,
+    sqlite_path,
 )
+
+LOCK_SUFFIX = ".migrate.lock"  # beside a SQLite file: held while its schema changes
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 ALEMBIC_INI = ALEMBIC_DIR.parent / "alembic.ini"
@@ -62,13 +71,50 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Migrate the database at ``url`` (default ``database_url()``) up to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+    """Migrate the database at ``url`` (default ``database_url()``) up to ``revision``;
+    concurrent calls on one database run one after the other (``migration_lock``)."""
+    url = url or database_url()
+    with migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str | None, revision: str) -> None:
-    """Migrate the database at ``url`` down to ``revision`` (``"base"``: empty)."""
-    command.downgrade(alembic_config(url), revision)
+    """Migrate the database at ``url`` down to ``revision`` (``"base"``: empty). This drops
+    what the reverted migrations added (``"base"``: every rating): back up first
+    (``db.backup``; ``rlmusic db downgrade`` asks and does)."""
+    url = url or database_url()
+    with migration_lock(url):
+        command.downgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the lock that serialises schema changes of one database across processes:
+    SQLite, an exclusive ``flock`` on ``<file>.migrate.lock`` beside it; PostgreSQL, an
+    advisory lock keyed by the database and its first schema. A second ``rlmusic db
+    upgrade`` waits, then finds the schema at head and does nothing."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + LOCK_SUFFIX), "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    key = text("SELECT hashtext('rlmusic-migrate:' || current_database() || ':' || current_schema())")
+    with get_engine(url).connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        lock_id = connection.scalar(key)
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
 
 
 def check_schema(engine: Engine | None = None) -> None:

@@ -97,6 +97,38 @@ def field_docs(cls: type) -> dict[str, str]:
             for m in re.finditer(r"^    (\w+): [^\n#]*#\s*([^\n]*)$", source, flags=re.MULTILINE)}
 
 
+def check_field_types(obj: Any, what: str) -> None:
+    """Raise ``ValueError`` naming the field and value when a field of the dataclass ``obj``
+    does not hold its declared type: ``bool``; ``int`` (a whole number, not a bool);
+    ``float`` (a finite number); ``str``; or any of them ``| None``. A config read from
+    TOML is checked here before anything runs on it (NaN, ``"7"`` for 7, ``true`` for 1)."""
+    import dataclasses
+    import numbers
+
+    for f in dataclasses.fields(obj):
+        declared = str(f.type).replace(" ", "")
+        optional = declared.endswith("|None")
+        base = declared.removesuffix("|None")
+        value = getattr(obj, f.name)
+        if value is None and optional:
+            continue
+        if base == "bool":
+            ok = isinstance(value, bool)
+        elif base == "int":
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif base == "float":
+            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                  and math.isfinite(float(value)))
+        elif base == "str":
+            ok = isinstance(value, str)
+        else:
+            continue  # tables and other types are checked by their owners
+        if not ok:
+            kind = {"bool": "true or false", "int": "a whole number", "float": "a finite number",
+                    "str": "a string"}[base]
+            raise ValueError(f"{what} {f.name} must be {kind}, got {value!r}")
+
+
 def set_threads(threads: int | None) -> None:
     """Torch's CPU threads for this process. ``None`` keeps torch's choice. On a shared
     machine one thread is the safe choice (two spinning OpenMP threads against other jobs

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
 import db
 
@@ -144,6 +146,13 @@ def rate_many_fixture():
     return rate_many
 
 
+@pytest.fixture(name="long_writer")
+def long_writer_fixture():
+    """``with long_writer(url, clip_id):`` another writer holds the lock a judgement of
+    that clip needs (SQLite: the database's write lock; PostgreSQL: the clip's row)."""
+    return long_writer
+
+
 @pytest.fixture(name="state")
 def state_fixture(engine):
     """``state()``: a snapshot of the rating tables of ``engine``."""
@@ -166,3 +175,27 @@ def rate_many(url: str, rater: str, clip_ids: list[int], seed: int) -> list[tupl
         db.add_rating(engine, rater, clip_id, stars)
         given.append((clip_id, stars))
     return given
+
+
+@contextmanager
+def long_writer(url: str, clip_id: int) -> Iterator[None]:
+    """Another writer holding the lock a rating of ``clip_id`` needs, until the block ends:
+    SQLite's database-wide write lock, PostgreSQL's row lock on the clip."""
+    path = db.sqlite_path(url)
+    if path is not None:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT id FROM clips WHERE id = :c FOR UPDATE"), {"c": clip_id})
+        try:
+            yield
+        finally:
+            conn.rollback()
+    engine.dispose()

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import db
 from app import common
-from rlmusic.audio.render import render_to_file
+from rlmusic.audio.render import render, render_to_file
 from rlmusic.cli import app as launch
 from rlmusic.music.representation import load_midi, midi_to_tokens
 
@@ -129,14 +129,78 @@ def test_rate_without_stars_warns_and_stores_nothing(engine):
     assert db.star_rows(engine) == []
 
 
-def test_rate_uses_stored_audio_when_present(engine, tmp_path):
-    ogg = render_to_file(real_clips(1)[0]["tokens"], tmp_path / "pre.ogg", sample_rate=22050)
+@pytest.fixture
+def served(monkeypatch) -> list[tuple[int, bytes]]:
+    """(clip id, audio bytes) of every clip a page played, in order."""
+    played: list[tuple[int, bytes]] = []
+    real_play = common.play
+
+    def play(clip, audio):
+        played.append((clip.id, audio))
+        real_play(clip, audio)
+
+    monkeypatch.setattr(common, "play", play)
+    return played
+
+
+def test_rate_uses_stored_audio_when_present(engine, tmp_path, served):
+    home = tmp_path / "home"  # RLMUSIC_HOME of these tests
+    ogg = render_to_file(real_clips(1)[0]["tokens"], home / "clips" / "pre.ogg", sample_rate=22050)
     model = db.register_model(engine, name="m", directory="/models/m", kind="prior")
     [clip_id] = db.enqueue_clips(engine, model, [{**real_clips(1)[0], "audio_path": str(ogg)}])
     at = sign_in(page("rate"), "carol")
     assert not at.exception and len(at.get("audio")) == 1
     assert db.get_clip(engine, clip_id).audio_path == str(ogg)  # not re-rendered
-    assert not (tmp_path / "home" / "audio").exists()
+    assert served[-1] == (clip_id, ogg.read_bytes())
+    assert not (home / "audio").exists()
+
+
+def decoded(data: bytes):
+    import io
+
+    import soundfile
+
+    samples, _ = soundfile.read(io.BytesIO(data))
+    return samples
+
+
+def test_a_path_outside_home_is_never_served(engine, served):
+    """A clip whose audio path names /etc/passwd (with that file's own hash) plays its
+    tokens, rendered under RLMUSIC_HOME: the page never reads a file outside it."""
+    passwd = Path("/etc/passwd")
+    model = db.register_model(engine, name="m", directory="/models/m", kind="prior")
+    [clip_id] = db.enqueue_clips(engine, model, [{**real_clips(1)[0], "audio_path": str(passwd),
+                                                  "audio_sha256": db.sha256_file(passwd)}])
+    at = sign_in(page("rate"), "eve")
+    assert not at.exception
+    (played_id, audio), = served
+    assert played_id == clip_id and audio[:4] == b"OggS" and passwd.read_bytes() not in audio
+    stored = db.get_clip(engine, clip_id)
+    assert db.under_home(stored.audio_path) and stored.audio_sha256 == db.sha256_bytes(audio)
+
+
+def test_audio_changed_under_its_clip_is_rendered_from_the_tokens(engine, tmp_path, served):
+    """Another run wrote a different melody over a queued clip's audio file: the rater
+    hears the clip's own tokens, the melody the rating is stored against."""
+    home = tmp_path / "home"
+    mine, other = real_clips(2)
+    ogg = render_to_file(mine["tokens"], home / "clips" / "0000.ogg")
+    model = db.register_model(engine, name="m", directory="/models/m", kind="prior")
+    [clip_id] = db.enqueue_clips(engine, model, [{**mine, "audio_path": str(ogg)}])
+    render_to_file(other["tokens"], ogg)  # same name, new melody
+    at = sign_in(page("rate"), "finn")
+    assert not at.exception
+    (_, audio), = served
+    import numpy as np
+
+    def similarity(x: bytes, y: bytes) -> float:  # lossy encodings of one melody: close to 1
+        return float(np.corrcoef(decoded(x), decoded(y))[0, 1])
+
+    assert similarity(audio, render(mine["tokens"])) > 0.95
+    assert similarity(audio, ogg.read_bytes()) < 0.5  # not the melody written over it
+    assert db.get_clip(engine, clip_id).audio_sha256 == db.sha256_bytes(audio)
+    at.run()  # a rerun plays the recorded file, unchanged
+    assert served[-1][1] == audio
 
 
 def test_empty_queue_says_how_to_fill_it(engine):

@@ -65,7 +65,7 @@ def test_simulate_raters_on_an_empty_queue_is_an_error(tmp_path, monkeypatch, ca
 # --------------------------------------------------------------------------- corpus
 
 
-def test_corpus_report_names_every_skipped_file_and_why(tmp_path, capsys):
+def test_corpus_report_names_every_skipped_file_and_why(tmp_path, capsys, monkeypatch):
     import shutil
 
     folder = tmp_path / "midi"
@@ -74,13 +74,9 @@ def test_corpus_report_names_every_skipped_file_and_why(tmp_path, capsys):
     shutil.copy(data / "melody.mid", folder / "good.mid")
     (folder / "broken.mid").write_bytes(b"MThd not really")
     report = tmp_path / "report.json"
-    monkey_home = tmp_path / "home"
-    os.environ["RLMUSIC_HOME"] = str(monkey_home)
-    try:
-        assert main(["corpus", "build", "--source", f"midi:{folder}", "--workers", "1", "--quiet",
-                     "--report", str(report)]) == 0
-    finally:
-        del os.environ["RLMUSIC_HOME"]
+    monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))  # restored after: later tests keep theirs
+    assert main(["corpus", "build", "--source", f"midi:{folder}", "--workers", "1", "--quiet",
+                 "--report", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["n_pieces"] == 1
     (skip,) = data["skipped_items"]

@@ -139,8 +139,23 @@ BAD_STARS = [
     pytest.param("{c0},ann,4\n{c1},bob,\n", [(3, "stars '' is not an integer")], id="stars-empty"),
     pytest.param("{c0},ann,4\n9999,bob,3\n", [(3, "unknown clip_id 9999")], id="unknown-clip"),
     pytest.param(
-        "{c0},ann,4\nx1,bob,3\n", [(3, "clip_id 'x1' is not an integer")], id="clip-not-int"
+        "{c0},ann,4\nx1,bob,3\n", [(3, "clip_id 'x1' is not a clip id")], id="clip-not-int"
     ),
+    # int() reads these as other clips: 1_0 as 10, Arabic-Indic digits as 1 and 3
+    pytest.param("{c0},ann,4\n1_0,bob,3\n", [(3, "clip_id '1_0' is not a clip id")], id="clip-underscore"),
+    pytest.param("{c0},ann,4\n\u0661,bob,3\n", [(3, "clip_id '\u0661' is not a clip id")], id="clip-arabic"),
+    pytest.param("{c0},ann,4\n{c1},bob,\u0663\n", [(3, "stars '\u0663' is not an integer")], id="stars-arabic"),
+    pytest.param("{c0},ann,4\n+{c1},bob,3\n", [(3, "is not a clip id")], id="clip-plus"),
+    pytest.param(  # beyond 64 bits: a traceback from the driver before
+        "{c0},ann,4\n100000000000000000000000,bob,3\n", [(3, "is not a clip id (ASCII digits, 1..2147483647)")],
+        id="clip-huge",
+    ),
+    pytest.param("{c0},ann,4\n{c1},\"bo\nb\",3\n", [(4, "invisible or control character U+000A")],
+                 id="rater-two-lines"),
+    pytest.param("{c0},ann,4\n{c1},a\u200bnn,3\n", [(3, "U+200B (ZERO WIDTH SPACE)")], id="rater-zero-width"),
+    pytest.param("{c0},ann,4\n{c1},\u0301,3\n", [(3, "has no visible character")], id="rater-invisible"),
+    pytest.param("{c0},ann,4\n{c1},bob,3\n{c2}," + "x" * 2000 + ",3\n",
+                 [(4, "field 2 is 2,000 characters long (at most 1,000)")], id="field-long"),
     pytest.param("{c0},ann,4\n{c1},bob\n", [(3, "expected 3 fields")], id="missing-column"),
     pytest.param(
         "{c0},ann,4\n{c1},bob,3,extra\n", [(3, "got 4: '{c1},bob,3,extra'")], id="extra-column"
@@ -182,7 +197,7 @@ BAD_PAIRS = [
         "{c0},{c1},ann,a\n{c0},{c2},ann\n", [(3, "expected 4 fields")], id="missing-column"
     ),
     pytest.param(
-        "{c0},{c1},ann,a\nq,{c2},ann,b\n", [(3, "clip_a 'q' is not an integer")], id="clip-not-int"
+        "{c0},{c1},ann,a\nq,{c2},ann,b\n", [(3, "clip_a 'q' is not a clip id")], id="clip-not-int"
     ),
     pytest.param(
         "{c0},{c1},ann,a\n{c1},{c0},ann,b\n", [(3, "duplicate of line 2")], id="duplicate-reversed"
@@ -304,7 +319,7 @@ def test_rlmusic_router_prints_bad_rows_without_traceback(engine, db_url, clips,
 
 
 def test_round_trip_with_awkward_rater_names(engine, clips, tmp_path):
-    names = ['say "hi"', "a,b", "Zoë 🎵", "=1+1", "x" * 64, "tab\there"]
+    names = ['say "hi"', "a,b", "Zoë 🎵", "=1+1", "x" * 64, "-dj-", "@ann", "'quoted", "+44 1"]
     for i, name in enumerate(names):
         db.add_rating(engine, name, clips[i % len(clips)], 1 + i % 5)
         db.add_comparison(engine, name, clips[0], clips[1 + i % 5], "ab"[i % 2])
@@ -316,3 +331,10 @@ def test_round_trip_with_awkward_rater_names(engine, clips, tmp_path):
     assert db.import_ratings(engine, pairs)["unchanged"] == len(names)
     assert (db.star_rows(engine), db.pair_rows(engine)) == before
     assert {r["rater"] for r in before[0]} == set(names)
+    # no cell a spreadsheet would run as a formula: those get a leading quote
+    import csv
+
+    for path in (stars, pairs):
+        cells = [cell for row in csv.reader(path.open(encoding="utf-8")) for cell in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))], path.read_text()
+        assert {"'=1+1", "'-dj-", "'@ann", "''quoted", "'+44 1"} <= set(cells)

@@ -146,7 +146,7 @@ def test_db_command_upgrade_and_current(db_url, capsys):
     assert _run_db(["upgrade", "--url", db_url]) == 0
     assert _run_db(["current", "--url", db_url]) == 0
     assert f"schema at {db.head_revision()} (up to date)" in capsys.readouterr().out
-    assert _run_db(["downgrade", "base", "--url", db_url]) == 0
+    assert _run_db(["downgrade", "base", "--yes", "--url", db_url]) == 0
     assert _tables(db_url) == set()
 
 

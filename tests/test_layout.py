@@ -123,6 +123,7 @@ FORBIDDEN = {
     "db": ("rlmusic", "envs", "app"),
     "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.jobs", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
+    "rlmusic.fileio": ("rlmusic", "envs", "db", "app"),
 }
 
 

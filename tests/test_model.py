@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,72 @@ def test_sample_tokens_batches_do_not_change_shape():
     out = sample_tokens(m, 10, 16, seed=3, batch_size=4)
     assert out.shape == (10, 16) and out.dtype == np.int64
     np.testing.assert_array_equal(out, sample_tokens(m, 10, 16, seed=3, batch_size=4))
+
+
+# --------------------------------------------------------------------------- damaged model files
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return save_model(tiny(), tmp_path / "m")
+
+
+def _edit_meta(directory, **changes):
+    meta = json.loads((directory / "config.json").read_text())
+    meta.update(changes)
+    (directory / "config.json").write_text(json.dumps(meta))
+
+
+def test_config_records_the_weights_checksum_and_the_shipped_prior_has_one(saved):
+    import hashlib
+
+    meta = json.loads((saved / "config.json").read_text())
+    assert meta["weights_sha256"] == hashlib.sha256((saved / "model.safetensors").read_bytes()).hexdigest()
+    from rlmusic.models.checkpoint import default_prior_dir, read_model_meta
+
+    assert len(read_model_meta(default_prior_dir())["weights_sha256"]) == 64
+    load_model()  # and it holds
+
+
+def _flip_a_byte(directory):
+    path = directory / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _nan_weights(directory):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(directory / "model.safetensors"))
+    name = sorted(tensors)[0]
+    tensors[name][0] = float("nan")
+    save_file(tensors, str(directory / "model.safetensors"))
+    _edit_meta(directory, weights_sha256=None)  # a model saved without a checksum
+
+
+def _truncated(directory):
+    path = directory / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:40])
+    _edit_meta(directory, weights_sha256=None)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_flip_a_byte, "is damaged or was replaced: its SHA-256 differs"),
+    (_nan_weights, "holds NaN or infinite values"),
+    (_truncated, "is damaged (not a safetensors file"),
+    (lambda d: _edit_meta(d, format_version=99), "format_version 99 is newer than this rlmusic reads"),
+    (lambda d: _edit_meta(d, format_version="1"), "format_version '1' is not a positive integer"),
+    (lambda d: (d / "config.json").write_text('{"format_version": 1, "model": {'), "is damaged (not valid JSON"),
+    (lambda d: (d / "config.json").write_bytes(b"\xff\xfe{}"), "is damaged (not valid JSON"),
+])
+def test_damaged_model_files_are_one_clear_error(saved, damage, message, capsys):
+    damage(saved)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_model(saved)
+    from rlmusic.cli.main import main
+
+    assert main(["generate", "--model", str(saved), "-n", "1", "--steps", "8", "--out", str(saved.parent / "g")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlmusic generate: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (saved.parent / "g").exists()

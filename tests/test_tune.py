@@ -189,6 +189,20 @@ def test_killed_run_resumes_and_finishes_at_the_same_total(prior_dir, smoke_conf
         ("target_kl_per_note = 0.5\n", r"unknown tune config keys \['target_kl_per_note'\]"),
         ("n_envs = nan\n", "n_envs must be finite"),
         ("learning_rate = \"fast\"\n", "learning_rate must be a number"),
+        # NaN or a wrong type anywhere in the file: one line before anything trains
+        ("beta = nan\n", "beta must be finite"),
+        ("timesteps = inf\n", "timesteps must be finite"),
+        ("seed = 1.5\n", "seed must be a whole number"),
+        ("steps = true\n", "steps must be a number, got True"),
+        ("eval_corpus = 3\n", "eval_corpus must be a corpus name"),
+        ("target_kl_per_step = nan\n", "target_kl_per_step must be finite"),
+        ("[theory]\nmotif = nan\n", "weight of rule 'motif' must be a finite number"),
+        ("[theory]\nleap = \"7\"\n", "theory setting leap must be a whole number, got '7'"),
+        ("[theory]\nmotif_length = nan\n", "theory setting motif_length must be a whole number"),
+        ("[guard]\nclip = nan\n", "guard clip must be a finite number, got nan"),
+        ("[guard]\nmax_kl_per_step = \"x\"\n", "guard max_kl_per_step must be a finite number"),
+        ("[guard]\npatience = 1.5\n", "guard patience must be a whole number"),
+        ("[guard]\nrunning_norm = \"yes\"\n", "guard running_norm must be true or false"),
     ],
 )
 def test_bad_config_fails_before_training(prior_dir, tmp_path, capsys, toml, match):

@@ -22,25 +22,30 @@ if pair is None:
             "not compared yet)."
         )
         st.stop()
-pair = tuple(common.with_audio(eng, clip) for clip in pair)  # renders on demand, once
-st.session_state[SERVED] = pair
+served = [common.with_audio(eng, clip) for clip in pair]  # stored files if unchanged, else rendered
+pair = tuple(clip for clip, _ in served)
+st.session_state[SERVED] = pair  # kept until the comparison is committed
 
 a, b = pair
-for label, clip, column in zip("AB", pair, st.columns(2)):
+for label, (clip, audio), column in zip("AB", served, st.columns(2)):
     with column:
         st.subheader(label)
-        common.play(clip)
+        common.play(clip, audio)
         st.caption(f"Clip {clip.id}")
 
 cols = st.columns(len(CHOICES))
 for (winner, text), column in zip(CHOICES.items(), cols):
     if column.button(text, key=f"prefer_{winner}", width="stretch"):
-        del st.session_state[SERVED]
         try:
-            db.add_comparison(eng, rater, a.id, b.id, winner)
-        except ValueError as exc:  # e.g. a clip was removed meanwhile
+            saved = common.save(lambda w=winner: db.add_comparison(eng, rater, a.id, b.id, w,
+                                                                   timeout_s=common.WRITE_TIMEOUT_S),
+                                "comparison")
+        except ValueError as exc:  # e.g. a clip was removed meanwhile: the pair cannot be judged
+            del st.session_state[SERVED]
             st.error(f"Could not save this comparison: {exc}")
             st.button("Next pair", key="skip_pair")
             st.stop()
-        common.flash(f"Saved: {text.lower()}. Here is the next pair.")
-        st.rerun()
+        if saved:
+            del st.session_state[SERVED]
+            common.flash(f"Saved: {text.lower()}. Here is the next pair.")
+            st.rerun()

@@ -21,11 +21,11 @@ if clip is None:
         else:
             common.empty_queue("The rating queue is empty.")
         st.stop()
-clip = common.with_audio(eng, clip)  # renders on demand, once
-st.session_state[SERVED] = clip
+clip, audio = common.with_audio(eng, clip)  # the stored file if unchanged, else rendered
+st.session_state[SERVED] = clip  # kept until its rating is committed
 
 st.caption(f"Clip {clip.id} · {db.queue_size(eng, rater)} clips left for you")
-common.play(clip)
+common.play(clip, audio)
 
 st.write("How much do you like it?")
 stars = st.feedback("stars", key=f"stars_{clip.id}")  # 0..4, None until clicked
@@ -37,12 +37,15 @@ if st.button("Submit rating", key="submit_rating", type="primary"):
     if stars is None:
         st.warning("Pick 1 to 5 stars first.")
     else:
-        del st.session_state[SERVED]
         try:
-            db.add_rating(eng, rater, clip.id, stars + 1, tags or [])
-        except ValueError as exc:  # e.g. the clip was removed meanwhile
+            saved = common.save(lambda: db.add_rating(eng, rater, clip.id, stars + 1, tags or [],
+                                                      timeout_s=common.WRITE_TIMEOUT_S), "rating")
+        except ValueError as exc:  # e.g. the clip was removed meanwhile: it cannot be rated
+            del st.session_state[SERVED]
             st.error(f"Could not save this rating: {exc}")
             st.button("Next clip", key="skip_clip")
             st.stop()
-        common.flash(f"Saved {stars + 1} stars for clip {clip.id}. Here is the next one.")
-        st.rerun()
+        if saved:
+            del st.session_state[SERVED]
+            common.flash(f"Saved {stars + 1} stars for clip {clip.id}. Here is the next one.")
+            st.rerun()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rlmusic.audio.synth import VELOCITY, Event, get_synth, instrument_program
+from rlmusic.fileio import write_atomic
 from rlmusic.music.representation import (
     DEFAULT_VOCAB,
     STEPS_PER_QUARTER,
@@ -152,24 +151,11 @@ def render(
     return encode(samples, sample_rate, fmt)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_to_file(tokens_or_pm, path, *, fmt: str | None = None, **kwargs) -> Path:
     """``render`` into ``path``; the format defaults to the file's suffix (.ogg or .wav)."""
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
-    _write_atomic(path, render(tokens_or_pm, fmt=fmt, **kwargs))
+    write_atomic(path, render(tokens_or_pm, fmt=fmt, **kwargs), fsync=False)
     return path
 
 
@@ -214,8 +200,10 @@ def clip_audio(
     instrument: str | int = "piano",
     fmt: str = "ogg",
     sample_rate: int = 44100,
+    refresh: bool = False,
 ) -> Path:
-    """The clip's audio file under ``cache_dir``, rendered only when not there yet.
+    """The clip's audio file under ``cache_dir``, rendered only when not there yet (or,
+    with ``refresh``, again: the file's bytes failed a check).
 
     The file name is ``<clip>-<hash>.<fmt>``: the hash covers tokens, instrument, tempo,
     synthesiser and soundfont, so a changed clip or setting never plays stale audio.
@@ -231,9 +219,9 @@ def clip_audio(
         tokens, vocab=vocab, tempo=tempo, instrument=instrument, fmt=fmt, sample_rate=sample_rate
     )
     path = Path(cache_dir or default_cache_dir()) / f"{name}-{key}.{fmt}"
-    if not path.is_file():
+    if refresh or not path.is_file():
         data = render(
             tokens, vocab=vocab, tempo=tempo, instrument=instrument, fmt=fmt, sample_rate=sample_rate
         )
-        _write_atomic(path, data)
+        write_atomic(path, data, fsync=False)
     return path

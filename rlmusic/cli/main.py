@@ -3,13 +3,14 @@
 A command module provides ``add_arguments(parser)`` and ``main(args) -> int | None``.
 Modules are imported only when their command runs, so ``rlmusic --help`` stays fast and
 ``rlmusic db upgrade`` never loads torch. A user's mistake (``ValueError``, a missing
-file, a database that cannot be reached) is printed as one line naming the problem, never
-as a traceback; Ctrl-C prints one line too.
+file, a database that cannot be reached, a full disk) is printed as one line naming the
+problem, never as a traceback; Ctrl-C prints one line too.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -30,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ratings": ("ratings", "import/export ratings as CSV"),
     "app": ("app", "serve the Streamlit listening app"),
 }
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 
 def version() -> str:
@@ -71,6 +75,10 @@ def user_error(exc: BaseException) -> str | None:
             return message
     if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # every file is written whole or not at all
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"{exc.strerror or 'no space left on device'}{where}; nothing was half-written: free some "
+                "space and run the command again (tune: add --resume to continue from the last checkpoint)")
     return None
 
 

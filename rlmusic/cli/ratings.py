@@ -1,11 +1,16 @@
 """``rlmusic ratings import|export``: ratings as CSV (``clip_id,rater,stars`` or
 ``clip_a,clip_b,rater,winner``; the header decides). Bad rows are reported with their
-line numbers and nothing is half-written."""
+line numbers and nothing is written. A good file is written in batches of ``--batch-rows``
+rows, each committed whole (``db.bulk``); importing the same file again finishes a
+stopped import and changes nothing that is stored already."""
 
 from __future__ import annotations
 
 import argparse
 
+from tqdm.auto import tqdm
+
+from db.bulk import BATCH_ROWS
 from db.csvio import export_ratings, import_ratings
 from db.engine import database_url, get_engine
 from db.schema import check_schema
@@ -20,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(clip_a,clip_b,rater,winner); the header decides",
     )
     p.add_argument("file", help="CSV file with a header line")
+    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
+                   help=f"rows per transaction (default {BATCH_ROWS:,}: raters wait at most one batch; "
+                        "0: the whole file in one, all or nothing)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_url(p)
     p = sub.add_parser("export", help="export ratings in the same CSV formats")
     p.add_argument("file", help="CSV file to write")
@@ -36,7 +45,13 @@ def main(args: argparse.Namespace) -> int:
     engine = get_engine(args.url or database_url())
     check_schema(engine)
     if args.action == "import":
-        counts = import_ratings(engine, args.file)
+        with tqdm(total=None, unit="row", desc="import", disable=args.no_progress or None,
+                  dynamic_ncols=True) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            counts = import_ratings(engine, args.file, batch_rows=args.batch_rows, progress=progress)
         print(
             f"{args.file}: {counts['rows']} {counts['kind']} rows: {counts['inserted']} new, "
             f"{counts['updated']} updated, {counts['unchanged']} unchanged"

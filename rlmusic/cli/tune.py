@@ -15,15 +15,16 @@ like Ctrl-C; when the database is not set up the run says so in one line and goe
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.jobs.record import command_recorder
+from rlmusic.models.checkpoint import load_provenance
+from rlmusic.tuning.checkpoints import read_evals, stored_run
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
-from rlmusic.tuning.run import TuneRun, stored_run
+from rlmusic.tuning.run import TuneRun
 
 OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
 
@@ -86,6 +87,38 @@ def check(args: argparse.Namespace, config: TuneConfig) -> None:
         GuardConfig.from_dict(config.guard)
 
 
+def replaces_a_model(out: Path, config: TuneConfig, args: argparse.Namespace) -> bool:
+    """Whether this run would write over a finished model in ``out``: a restart
+    (``--force``) or an extension (``--resume`` with more timesteps than it was trained for)."""
+    if not (out / "config.json").is_file():
+        return False
+    if args.force and not args.resume:
+        return True
+    trained = (load_provenance(out).extra or {}).get("timesteps", 0)
+    return args.resume and config.total_timesteps > int(trained)
+
+
+def refuse_if_queued(out: Path) -> None:
+    """Extending or restarting a finished run replaces its model: refuse while the rating
+    queue (``RLMUSIC_DATABASE_URL``) holds clips sampled from it, so no rating is ever
+    stored against a model other than the one that made its clip."""
+    import db
+
+    url = db.database_url()
+    path = db.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return  # no database yet: nothing can be queued
+    engine = db.get_engine(url)
+    if db.current_revision(engine) is None:
+        return  # a database without the schema holds no clips
+    queued = db.clips_of_model(engine, out)
+    if queued:
+        raise ValueError(
+            f"the model in {out} has {queued} clips in the rating queue ({db.redacted(url)}); "
+            f"tuning on would change the model their ratings are stored against: copy the folder "
+            f"(cp -r {out} {out}-more) and extend the copy")
+
+
 def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
     """The run ``args`` ask for, built and checked (prior, reward model, resume) but not
     started: a mistake raises here, before anything is recorded or trained."""
@@ -96,6 +129,8 @@ def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
         if reward_dir and Path(reward_dir).resolve() != Path(stored["reward_model"]).resolve():
             raise ValueError(f"--resume: the run was tuned against {stored['reward_model']}, not {reward_dir}")
         reward_dir = stored["reward_model"]
+    if replaces_a_model(Path(args.out), config, args):
+        refuse_if_queued(Path(args.out))
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
     return TuneRun(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
                    device=args.device, resume=args.resume, force=args.force)
@@ -111,7 +146,7 @@ def train(run: TuneRun, args: argparse.Namespace, recorder) -> Path | None:
 
 def final_metrics(out: str | Path) -> dict[str, Any]:
     """A finished run's last evaluation (``eval.jsonl``) and where its model is."""
-    result = json.loads((Path(out) / "eval.jsonl").read_text().splitlines()[-1])
+    result = read_evals(Path(out))[-1]
     return {**result, "model": str(Path(out).resolve())}
 
 

@@ -8,8 +8,6 @@ Encoded corpora are cached under ``RLMUSIC_HOME/corpora/<key>.npz`` (+ ``<key>.j
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from rlmusic.corpus.build import build_corpus
 from rlmusic.corpus.pieces import SPLIT_NAMES, Corpus, Piece
 from rlmusic.corpus.sources import CORPUS_FORMAT_VERSION, corpus_key, parse_sources
+from rlmusic.fileio import write_atomic
 from rlmusic.music.representation import DEFAULT_VOCAB, Vocabulary
 from rlmusic.runtime import git_commit, home, now_iso
 
@@ -29,18 +28,6 @@ def cache_dir() -> Path:
     path = home() / "corpora"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches and shipped data are readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _summary(corpus: Corpus) -> dict:
@@ -79,9 +66,9 @@ def save_corpus(corpus: Corpus, folder: Path | str, key: str | None = None) -> P
     }
     meta_bytes = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     path = folder / f"{key}.npz"
-    _atomic_write(path, lambda f: np.savez_compressed(f, tokens=tokens, offsets=offsets, meta=meta_bytes))
+    write_atomic(path, lambda f: np.savez_compressed(f, tokens=tokens, offsets=offsets, meta=meta_bytes), fsync=False)
     text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    _atomic_write(folder / f"{key}.json", lambda f: f.write(text.encode("utf-8")))
+    write_atomic(folder / f"{key}.json", text, fsync=False)
     return path
 
 

@@ -22,7 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rlmusic.feedback.reward_model import RewardModel, load_reward_model
 from rlmusic.music.representation import Vocabulary
-from rlmusic.runtime import json_safe
+from rlmusic.runtime import check_field_types, json_safe
 
 
 class OverOptimisationWarning(UserWarning):
@@ -71,6 +71,7 @@ class GuardConfig:
         return config
 
     def validate(self) -> None:
+        check_field_types(self, "guard")  # NaN, "1.0" for 1.0, 1.5 for a count: one clear error
         if self.action not in ("warn", "stop"):
             raise ValueError(f"guard action must be 'warn' or 'stop', got {self.action!r}")
         for name in ("init_count", "clip", "max_kl_per_step", "max_disagreement", "max_ood"):

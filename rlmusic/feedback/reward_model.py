@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from rlmusic.feedback.features import melody_features
+from rlmusic.fileio import write_atomic, write_json
 from rlmusic.models.checkpoint import default_prior_dir, load_model, read_model_meta
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
@@ -142,7 +143,7 @@ class RewardModel:
 
     def save(self, directory: str | Path, metrics_file: bool = True) -> Path:
         """Write ``config.json``, ``reward_model.safetensors`` (and ``metrics.json``)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
 
         directory = Path(directory)
@@ -153,12 +154,10 @@ class RewardModel:
         if self.rated_features is not None:
             tensors["rated_features"] = self.rated_features.contiguous()
         tensors |= {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(json_safe(meta), indent=2) + "\n")
+        write_atomic(directory / WEIGHTS_FILE, save(tensors))
+        write_json(directory / CONFIG_FILE, json_safe(meta))
         if metrics_file:
-            (directory / METRICS_FILE).write_text(json.dumps(json_safe(meta["metrics"]), indent=2) + "\n")
+            write_json(directory / METRICS_FILE, json_safe(meta["metrics"]))
         self.meta = meta
         return directory
 

@@ -18,7 +18,6 @@ model, its curves, ``eval.jsonl`` and ``guard.json``), ``clips/`` (MIDI + manife
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any, Protocol
 
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model, format_metrics, prioritise
 from rlmusic.feedback.guard import GuardConfig, GuardedRewardModel
+from rlmusic.fileio import read_jsonl, write_json
 from rlmusic.models.checkpoint import default_prior_dir
-from rlmusic.models.generate import generate_clips
+from rlmusic.models.generate import MANIFEST, generate_clips
 from rlmusic.runtime import json_safe, resolve_device
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
 from rlmusic.tuning.run import TuneRun
@@ -57,6 +57,11 @@ def prepare_folder(out: Path, force: bool) -> None:
     used = (out / "model" / CONFIG_NAME).is_file() or (out / ROUND_FILE).is_file() or (out / "reward_model").is_dir()
     if used and not force:
         raise ValueError(f"{out} already holds a round; choose another --out, or --force to reuse it")
+    manifest = out / "clips" / MANIFEST
+    queued = [r for r in read_jsonl(manifest) if r.get("clip_id") is not None] if manifest.is_file() else []
+    if queued:  # their ids must keep their files and their model: never reuse this folder
+        raise ValueError(f"{out} holds a round whose {len(queued)} clips are in the rating queue; "
+                         "choose another --out")
     if used:
         for name in ("reward_model", "model", "clips", ROUND_FILE):
             path = out / name
@@ -133,7 +138,7 @@ def _round(out, store, handle, prior_dir, start_dir, from_model, tune_config, re
     tuned_dir = run.train(progress=progress)
     if tuned_dir is None:
         raise KeyboardInterrupt("tuning stopped before the end")
-    evals = [json.loads(line) for line in (out / "model" / "eval.jsonl").read_text().splitlines() if line]
+    evals = read_jsonl(out / "model" / "eval.jsonl")
     guards = [cb for cb in run.extra_callbacks if hasattr(cb, "report")]
     guard_report = guards[0].report() if guards else None
     # 3. generate and enqueue a batch from the tuned model
@@ -164,5 +169,5 @@ def _round(out, store, handle, prior_dir, start_dir, from_model, tune_config, re
         "active": active,
         "tune_config": asdict(tune_config),
     }
-    (out / ROUND_FILE).write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    write_json(out / ROUND_FILE, json_safe(summary))
     return summary

@@ -5,6 +5,7 @@ either; ``default_prior_dir`` is the prior shipped in the package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rlmusic.fileio import write_atomic, write_json
 from rlmusic.models.lstm import MelodyLSTM, ModelConfig
 from rlmusic.music.representation import DEFAULT_VOCAB, Vocabulary, VocabularyMismatchError
 
@@ -41,23 +43,26 @@ class Provenance:
 
 
 def save_model(model: MelodyLSTM, directory: str | Path, provenance: Provenance | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (atomically, via temp files)."""
-    from safetensors.torch import save_file
+    """Write ``model.safetensors`` then ``config.json`` (each atomically, flushed to disk).
+
+    ``config.json`` is written last and carries the SHA-256 of the weights, so a crash
+    between the two files (new weights, old config) is caught by ``load_model``.
+    """
+    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = save(tensors)
     meta = {
         "format_version": FORMAT_VERSION,
         "model": asdict(model.config),
         "vocabulary": model.vocab.to_dict(),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "provenance": asdict(provenance or Provenance()),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
-    save_file(tensors, str(tmp_w))
-    tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp_w.replace(directory / WEIGHTS_FILE)
-    tmp_c.replace(directory / CONFIG_FILE)
+    write_atomic(directory / WEIGHTS_FILE, weights)
+    write_json(directory / CONFIG_FILE, meta)
     return directory
 
 
@@ -81,13 +86,50 @@ def model_path(ref: str | Path | None) -> Path:
 
 
 def read_model_meta(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a model directory (raises if it is not one)."""
+    """The parsed ``config.json`` of a model directory; ``FileNotFoundError`` if it is not
+    one, ``ValueError`` if the file is damaged or from a newer rlmusic."""
     directory = model_path(directory)
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a model directory (no {CONFIG_FILE}) nor the name of a "
                                 f"shipped model ({', '.join(shipped_models())})")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is damaged (not valid JSON: {exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is damaged (not a JSON object)")
+    version = meta.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version} is newer than this rlmusic reads "
+                         f"({FORMAT_VERSION}); upgrade rlmusic to load it")
+    return meta
+
+
+def read_weights(directory: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors``, checked: its SHA-256 against ``config.json``
+    (when recorded: models saved before it was are not), parseable, all values finite."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: {WEIGHTS_FILE} is missing")
+    data = path.read_bytes()
+    expected = meta.get("weights_sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"{path} is damaged or was replaced: its SHA-256 differs from the one "
+                         f"recorded in {CONFIG_FILE}")
+    try:
+        weights = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path} is damaged (not a safetensors file: {exc})") from None
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    return weights
 
 
 def load_model(
@@ -98,11 +140,13 @@ def load_model(
     """Load a model directory (default: the shipped prior), in eval mode.
 
     ``vocab``: when given, a model with another vocabulary raises ``VocabularyMismatchError``.
+    Damaged files (a checksum that differs, NaN weights, unreadable JSON, a format from a
+    newer rlmusic) raise ``ValueError`` naming the file.
     """
-    from safetensors.torch import load_file
-
     directory = model_path(directory)
     meta = read_model_meta(directory)
+    if not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{directory / CONFIG_FILE} is damaged (no \"model\" config)")
     config = ModelConfig.from_dict(meta["model"])
     saved_vocab = Vocabulary.from_dict(meta.get("vocabulary", asdict(config)))
     if saved_vocab != config.vocab:
@@ -110,7 +154,7 @@ def load_model(
     if vocab is not None:
         vocab.check_same(config.vocab, what=f"model {directory}")
     model = MelodyLSTM(config)
-    weights = load_file(str(Path(directory) / WEIGHTS_FILE))
+    weights = read_weights(directory, meta)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:

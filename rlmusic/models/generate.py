@@ -10,6 +10,9 @@ temperature, top_k, primer), never on which process samples it: the same batch c
 whether one process samples all chunks (``generate_clips``) or Ray tasks sample a few
 each (``rlmusic.jobs.distributed``), and each chunk writes its own clip files
 (``generate_part``). ``rlmusic generate`` (``rlmusic.cli.generate``) adds the rating queue.
+
+Clip files are never written over: the output folder must be new or empty
+(``check_new_folder``), so a clip in the rating queue keeps the files it was stored with.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from rlmusic.audio.render import render_to_file
 from rlmusic.audio.synth import instrument_program
+from rlmusic.fileio import write_atomic
 from rlmusic.models.checkpoint import load_model, model_path, model_ref, read_model_meta
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.music.metrics import melody_scores
@@ -100,6 +104,16 @@ def primer_tokens(path: str | Path, vocab: Vocabulary, track: int | None = None)
     return notes_to_tokens(folded, vocab).tolist(), how
 
 
+def check_new_folder(out: str | Path) -> Path:
+    """``out`` as a Path, when it does not exist or is an empty folder; else ``ValueError``:
+    clips already there may be in the rating queue, and their files must never change."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} is not empty: clips are never written over earlier ones (a queued "
+                         "clip must keep its files); choose a new folder")
+    return out
+
+
 def write_clips(
     tokens: np.ndarray,
     out: Path,
@@ -142,12 +156,7 @@ def write_clips(
 
 def write_manifest(out: str | Path, rows: list[dict]) -> Path:
     """``OUT/manifest.jsonl``, one JSON object per clip, written atomically."""
-    path = Path(out) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in rows)
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(out) / MANIFEST, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_manifest(out: str | Path) -> list[dict]:
@@ -227,7 +236,8 @@ def generate_clips(
     rows (``rlmusic.jobs.distributed.RayExecutor``); default: here, chunk after chunk."""
     if n < 1 or steps < 1:
         raise ValueError(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
-    instrument_program(instrument)
+    instrument_program(instrument)  # an unknown instrument raises before sampling
+    check_new_folder(out)  # so does an output folder that holds files
     primer_seq, how = read_primer(model_dir, primer, primer_track)
     part = dict(model_dir=model_dir, out=out, steps=steps, seed=seed, temperature=temperature, top_k=top_k,
                 primer=primer_seq, audio_format=audio_format, tempo=tempo, instrument=instrument, device=device)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmusic.corpus.cache import load_corpus
+from rlmusic.fileio import write_atomic
 from rlmusic.models.checkpoint import Provenance, save_model
 from rlmusic.models.lstm import MelodyLSTM, ModelConfig
 from rlmusic.music.representation import Vocabulary
@@ -280,9 +281,7 @@ class Trainer:
             "epoch": self.epoch, "step": self.step,
             "best_nll": self.best_nll, "bad_epochs": self.bad_epochs,
         }
-        tmp = self.out / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.out / CHECKPOINT)
+        write_atomic(self.out / CHECKPOINT, lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> None:
         state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)

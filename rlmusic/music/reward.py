@@ -9,6 +9,7 @@ tokens after B histories) and ``melody_step_terms`` (every step of whole melodie
 from __future__ import annotations
 
 import math
+import numbers
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -128,6 +129,12 @@ class TheoryConfig:
                 )
             full[name] = float(w)
         self.weights = full
+        for name in ("motif_length", "max_repeats", "max_repeats_with_breaks", "leap", "step_back_max",
+                     "phrase_bars"):
+            value = getattr(self, name)
+            if not (value is None and name == "phrase_bars") and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"theory setting {name} must be a whole number, got {value!r}")
         self._key = Key.parse(self.key)
         self.context()  # validates the settings
 

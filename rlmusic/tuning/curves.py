@@ -4,6 +4,7 @@ and ``plot_curves``."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.logger import KVWriter, TensorBoardOutputFormat
 
+from rlmusic.fileio import write_atomic
+from rlmusic.tuning.checkpoints import read_evals
 from rlmusic.tuning.config import CONFIG_NAME
 
 
@@ -47,12 +50,11 @@ class CurvesWriter(KVWriter):
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = ["timesteps"] + sorted({k for r in rows for k in r} - {"timesteps"})
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
@@ -78,7 +80,7 @@ def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None)
 
     run_dir = Path(run_dir)
     rows = [r for r in read_csv(run_dir / "metrics.csv") if "kl/per_step" in r]
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line]
+    evals = read_evals(run_dir)
     config = json.loads((run_dir / CONFIG_NAME).read_text())["config"]
     x = [r["timesteps"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
@@ -109,18 +111,3 @@ def plot_curves(run_dir: str | Path, path: str | Path, title: str | None = None)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def truncate_jsonl(path: Path, timesteps: int) -> None:
-    """Keep the lines of ``path`` up to ``timesteps`` (a torn last line is dropped)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("timesteps", 0) <= timesteps:
-            keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep))

@@ -19,15 +19,16 @@ Output folder ``OUT``: the tuned model (``config.json`` + ``model.safetensors``,
 wherever a prior is), ``tune_config.json`` (the run's config and references),
 ``metrics.csv`` (curves), ``eval.jsonl`` (periodic evaluation), ``tb/`` (TensorBoard),
 ``checkpoints/`` (SB3 ``.zip`` + ``.json`` with beta; ``resume=True`` continues from the
-last one, and extends a finished run when ``timesteps`` grew).
+last one, and extends a finished run when ``timesteps`` grew, keeping the finished model
+in ``previous/``). Every file is written crash-safe (``rlmusic.tuning.checkpoints``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,22 @@ from rlmusic.models.checkpoint import (
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
 from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping
+from rlmusic.tuning.checkpoints import (
+    CHECKPOINTS,
+    append_eval,
+    clean_run_folder,
+    keep_previous_model,
+    latest_checkpoint,
+    save_checkpoint,
+    stored_run,
+    truncate_evals,
+    write_run_config,
+)
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
-from rlmusic.tuning.curves import CurvesWriter, read_csv, truncate_jsonl
+from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 
-CHECKPOINTS = "checkpoints"
 EXTENDABLE = ("timesteps",)  # config keys a resumed run may change (to extend it)
 
 
@@ -91,12 +102,6 @@ def evaluate_policy_model(
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def stored_run(out: str | Path) -> dict[str, Any] | None:
-    """What a run in ``out`` stored about itself (config, prior, reward model), or None."""
-    path = Path(out) / CONFIG_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class TuneRun:
@@ -198,29 +203,12 @@ class TuneRun:
         model.policy.load_prior(start)
         return model
 
-    def latest_checkpoint(self) -> tuple[Path, dict[str, Any]] | None:
-        folder = self.out / CHECKPOINTS
-        for meta in sorted(folder.glob("step_*.json"), reverse=True) if folder.is_dir() else []:
-            zip_path = meta.with_suffix(".zip")
-            if zip_path.is_file():
-                return zip_path, json.loads(meta.read_text())
-        return None
-
     def checkpoint(self, timesteps: int | None = None) -> Path:
-        """SB3 .zip (policy, optimizer) + .json (timesteps, beta); keeps the last 2.
+        """SB3 .zip (policy, optimizer) + .json (timesteps, beta), crash-safe; keeps the last 2.
         ``timesteps``: the env steps the saved weights were trained on (default: all so far)."""
-        folder = self.out / CHECKPOINTS
-        folder.mkdir(parents=True, exist_ok=True)
         n = int(self.model.num_timesteps if timesteps is None else timesteps)
-        stem = folder / f"step_{n:010d}"
-        self.model.save(str(stem) + ".tmp.zip")
-        Path(str(stem) + ".tmp.zip").replace(stem.with_suffix(".zip"))
         meta = {"num_timesteps": n, "beta": self.env.beta, "total_timesteps": self.config.total_timesteps}
-        stem.with_suffix(".json").write_text(json.dumps(meta) + "\n")  # written last: marks it complete
-        for old in sorted(folder.glob("step_*.json"))[:-2]:
-            old.unlink()
-            old.with_suffix(".zip").unlink(missing_ok=True)
-        return stem.with_suffix(".zip")
+        return save_checkpoint(self.out, self.model, meta)
 
     def evaluate(self, timesteps: int) -> dict[str, Any]:
         model = self.model.policy.to_melody_lstm().to(self.device)
@@ -230,8 +218,7 @@ class TuneRun:
                                        self.theory_reward, key=theory_config(c.theory).key, corpus=self.corpus,
                                        reward_model=fitted)
         result = {"timesteps": timesteps, "beta": self.env.beta, **result}
-        with (self.out / "eval.jsonl").open("a") as f:
-            f.write(json.dumps(jsonable(result)) + "\n")
+        append_eval(self.out, result)
         for k, v in result.items():
             if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("timesteps", "n", "steps"):
                 self.model.logger.record(f"eval/{k}", v)
@@ -244,9 +231,11 @@ class TuneRun:
         early (Ctrl-C, ``stop_after_checkpoints``), with a checkpoint to resume from."""
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
+        clean_run_folder(self.out)  # temporary files of a write a crash interrupted
+        keep_previous_model(self.out)  # a finished model here is about to be replaced: keep it
         seed_everything(c.seed)
         self.env = self.make_env()
-        found = self.latest_checkpoint() if self.resume else None
+        found = latest_checkpoint(self.out) if self.resume else None
         rows: list[dict[str, Any]] = []
         if found is None:
             for name in ("eval.jsonl", "metrics.csv"):
@@ -255,18 +244,18 @@ class TuneRun:
         else:
             zip_path, meta = found
             done = int(meta["num_timesteps"])
-            self.model = RecurrentPPO.load(str(zip_path), env=self.env, device=self.device)
+            self.model = load_checkpoint(zip_path, self.env, self.device)
             self.model.num_timesteps = done
             self.env.beta = meta["beta"]
             self.model._last_obs = self.env.reset()  # checkpoints fall between whole melodies
             self.model._last_episode_starts = np.ones(c.n_envs, dtype=bool)
             rows = [r for r in read_csv(self.out / "metrics.csv") if r.get("timesteps", 0) <= done]
-            truncate_jsonl(self.out / "eval.jsonl", done)
-        (self.out / CONFIG_NAME).write_text(json.dumps({
+            truncate_evals(self.out, done)
+        write_run_config(self.out, {
             "config": asdict(c), "prior": str(self.prior_dir),
             "reward_model": None if self.reward_model_dir is None else str(self.reward_model_dir),
             "init_model": None if self.init_model_dir is None else str(self.init_model_dir),
-        }, indent=2) + "\n")
+        })
         self.model.set_logger(Logger(str(self.out), [CurvesWriter(self.out, rows)]))
         self.kl_callback = KLControl(self.env, KLController(c.target_kl_per_step, c.kl_horizon))
         self.book = RunBookkeeping(self, c.total_timesteps, progress, stop_after_checkpoints)
@@ -337,15 +326,13 @@ class _stop_on_ctrl_c:  # noqa: N801 - used as a context manager
         return False
 
 
-def jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, (np.floating, np.integer)):
-            v = v.item()
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-        out[k] = v
-    return out
+def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> RecurrentPPO:
+    """The SB3 model of a checkpoint; a damaged file is one clear error naming it."""
+    try:
+        return RecurrentPPO.load(str(zip_path), env=env, device=device)
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint {zip_path} is damaged ({type(exc).__name__}: {exc}); "
+                         "delete it and its .json to resume from the one before") from None
 
 
 def tune(

@@ -1,7 +1,7 @@
 """The job queue: who runs a job, its heartbeat, progress, output folder, log tail,
 cancellation, sweep trials; and ``job_points``, the curves a job reports as it runs.
 
-Revision ID: 0003_issue16_job_queue
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_issue16_job_queue"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
