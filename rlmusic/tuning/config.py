@@ -131,7 +131,8 @@ class TuneConfig:
                 continue
             if f.name in ("eval_corpus", "theory_rules"):
                 if value is not None and not isinstance(value, str):
-                    raise ValueError(f"{f.name} must be a name, got {value!r}")
+                    what = "a corpus name or 'none'" if f.name == "eval_corpus" else f"one of {list(THEORY_RULES)}"
+                    raise ValueError(f"{f.name} must be {what}, got {value!r}")
                 continue
             if value is None and f.default is None:
                 continue

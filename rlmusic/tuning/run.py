@@ -163,7 +163,7 @@ class TuneRun:
             raise ValueError(f"reward_model must have a score(tokens) method, got {type(reward_model).__name__}")
         config.validate()
         self.config = config
-        done = (self.latest_checkpoint() or (None, {"num_timesteps": 0}))[1]["num_timesteps"] if resume else 0
+        done = (latest_checkpoint(self.out) or (None, {"num_timesteps": 0}))[1]["num_timesteps"] if resume else 0
         if done >= config.total_timesteps:
             raise ValueError(f"the run in {self.out} already finished at {done} env steps; "
                              f"pass --timesteps above {done} to extend it")
