@@ -1,0 +1,111 @@
+"""Human feedback that moves a taste: one experiment on the shipped prior, end to end
+through the product's own commands (docs/results.md, "Human feedback").
+
+1. 300 clips of 64 steps from the shipped prior go in the rating queue of a fresh SQLite
+   database under OUT/home (no audio: simulated raters do not listen);
+2. 6 simulated raters of TASTE give 100 star ratings each (600), through the ratings CSV
+   import (`rlmusic simulate-raters`);
+3. `rlmusic reward fit` (default features, clip-disjoint held-out metrics);
+4. `rlmusic tune --reward-model ... --steps 64` with no preset: the `human` preset;
+5. 1,000 fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
+   in standard deviations of the prior's melodies with its 95% interval, the reward model's
+   score and out-of-distribution ratio of both, KL per step and per note, notes out of key
+   (RL Tuner's count). Written to OUT/result.json.
+
+    .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seed 0] [--timesteps 196608]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def run(env: dict, *args) -> None:
+    print("+ rlmusic", " ".join(map(str, args)), flush=True)
+    subprocess.run([sys.executable, "-m", "rlmusic", *map(str, args)], check=True, env=env)
+
+
+def queue_prior_clips(out: Path, n: int, steps: int, seed: int) -> None:
+    import db
+    from rlmusic.cli.generate import enqueue_rows
+    from rlmusic.models.checkpoint import default_prior_dir, load_model
+    from rlmusic.models.generate import sample_tokens, write_clips
+
+    prior = load_model()
+    rows = write_clips(sample_tokens(prior, n, steps, seed=seed), out / "clips", prior.vocab, "shipped-prior", seed)
+    enqueue_rows(db.get_engine(), rows, out / "clips", default_prior_dir(), prior.vocab, audio=False)
+
+
+def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345) -> dict:
+    from rlmusic.evaluation.table import evaluate_tokens
+    from rlmusic.feedback.reward_model import load_reward_model
+    from rlmusic.feedback.simulate import taste_score
+    from rlmusic.models.checkpoint import load_model
+    from rlmusic.models.generate import sample_tokens
+
+    prior, tuned = load_model(), load_model(out / "tuned")
+    rm = load_reward_model(out / "rm")
+    a, b = sample_tokens(prior, n, steps, seed=seed), sample_tokens(tuned, n, steps, seed=seed)
+    ta, tb = taste_score(a, taste), taste_score(b, taste)
+    sd = ta.std(ddof=1)
+    diff = tb.mean() - ta.mean()
+    half = 1.96 * math.sqrt(ta.var(ddof=1) / n + tb.var(ddof=1) / n)
+    ea = evaluate_tokens(a, prior.vocab, prior=prior, corpus="irish")
+    eb = evaluate_tokens(b, prior.vocab, prior=prior, model=tuned, corpus="irish")
+    metrics = json.loads((out / "rm" / "metrics.json").read_text())
+    return {
+        "taste": taste, "n": n, "seed": seed, "prior_taste": float(ta.mean()), "tuned_taste": float(tb.mean()),
+        "prior_sd": float(sd), "effect_sd": float(diff / sd), "ci_low_sd": float((diff - half) / sd),
+        "ci_high_sd": float((diff + half) / sd),
+        "reward_model_score_prior": float(rm.score(a).mean()), "reward_model_score_tuned": float(rm.score(b).mean()),
+        "ood_prior": float(np.median(rm.ood(a))), "ood_tuned": float(np.median(rm.ood(b))),
+        "kl_per_step": eb["kl_per_step"], "kl_per_note": eb["kl_per_note"],
+        "notes_not_in_key_prior": ea["rl_tuner/notes_not_in_key"],
+        "notes_not_in_key_tuned": eb["rl_tuner/notes_not_in_key"],
+        "reward_model_heldout": {k: metrics.get(k) for k in ("split", "star_pair_accuracy", "spearman",
+                                                             "n_test_star_pairs", "n_train_ratings")},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("taste", help="contour, rhythm, pitch or ending")
+    ap.add_argument("out", help="experiment folder (resumes what is already there)")
+    ap.add_argument("--clips", type=int, default=300, help="prior clips in the queue")
+    ap.add_argument("--raters", type=int, default=6, help="simulated raters")
+    ap.add_argument("--ratings", type=int, default=600, help="star ratings in all")
+    ap.add_argument("--noise", type=float, default=0.5, help="std of each rating's noise, in stars")
+    ap.add_argument("--steps", type=int, default=64, help="steps per melody")
+    ap.add_argument("--timesteps", type=int, default=196_608, help="PPO env steps")
+    ap.add_argument("--seed", type=int, default=0, help="seed of clips, raters, reward model and tuning")
+    args = ap.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RLMUSIC_HOME": str(out / "home")}
+    os.environ["RLMUSIC_HOME"] = env["RLMUSIC_HOME"]
+    if not (out / "rm" / "config.json").is_file():
+        run(env, "db", "upgrade")
+        queue_prior_clips(out, args.clips, args.steps, args.seed)
+        run(env, "simulate-raters", "--taste", args.taste, "--n-raters", args.raters,
+            "--per-rater", args.ratings // args.raters, "--noise", args.noise, "--seed", args.seed,
+            "--csv-dir", out / "csv")
+        run(env, "reward", "fit", "--out", out / "rm", "--seed", args.seed)
+    if not (out / "tuned" / "model.safetensors").is_file():
+        resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
+        run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
+            "--timesteps", args.timesteps, "--seed", args.seed, "--no-progress", *resume)
+    result = measure(out, args.taste, args.steps)
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
