@@ -1,7 +1,8 @@
 """The listening app: ``rlmusic app`` runs ``streamlit run app/main.py`` (see launch.py).
 
-Three pages: raters *Rate* single clips and *Compare* pairs; researchers read the
-*Dashboard*. Each page only draws and calls ``db/`` functions.
+Four pages: raters *Rate* single clips and *Compare* pairs; researchers read the
+*Dashboard* and *Explore* the melody VAE's latent space. Each page only draws and calls
+``db/`` functions (Explore also the VAE's generation).
 """
 
 from pathlib import Path
@@ -16,6 +17,7 @@ page = st.navigation(
         st.Page(VIEWS / "rate.py", title="Rate", icon=":material/star:", default=True),
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
+        st.Page(VIEWS / "explore.py", title="Explore", icon=":material/explore:"),
     ]
 )
 page.run()

@@ -117,7 +117,8 @@ FORBIDDEN = {
     "rlmusic.tuning": ("rlmusic.feedback", "rlmusic.cli", "db", "app"),
     "rlmusic.feedback": ("rlmusic.cli", "db", "app"),
     "db": ("rlmusic", "envs", "app"),
-    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.cli", "envs"),
+    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.models.vae_train",
+            "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
 }
 

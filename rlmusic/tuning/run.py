@@ -19,7 +19,7 @@ Output folder ``OUT``: the tuned model (``config.json`` + ``model.safetensors``,
 wherever a prior is), ``tune_config.json`` (the run's config and references),
 ``metrics.csv`` (curves), ``eval.jsonl`` (periodic evaluation), ``tb/`` (TensorBoard),
 ``checkpoints/`` (SB3 ``.zip`` + ``.json`` with beta; ``resume=True`` continues from the
-last one, and extends a finished run when ``timesteps`` grew).
+last one, and extends a finished run when ``timesteps`` grew), ``critic.pt`` (the style critic).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from rlmusic.music.representation import Vocabulary
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
 from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
+from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 
@@ -187,6 +188,7 @@ class TuneRun:
             )
         self.corpus = novelty_corpus(config, self.prior_dir)
         self.theory_reward, self.final_reward = build_rewards(config, self.prior.vocab, self.corpus)
+        self.critic, self.final_reward = style_critic(config, self, self.final_reward)  # style_weight 0: None
         self.extra_callbacks: list[Any] = []
         self.interrupted = False
         self.last_eval: dict[str, Any] = {}
@@ -288,6 +290,7 @@ class TuneRun:
         self.book = RunBookkeeping(self, c.total_timesteps, progress, stop_after_checkpoints)
         self.extra_callbacks = list(self.reward_model.tune_callbacks(self)) \
             if hasattr(self.reward_model, "tune_callbacks") else []
+        self.extra_callbacks += [CriticRefresh(self)] if self.critic is not None else []  # the style critic
         remaining = c.total_timesteps - self.model.num_timesteps
         with _stop_on_ctrl_c(self.book):
             self.model.learn(remaining, callback=[self.kl_callback, self.book, *self.extra_callbacks],
@@ -354,14 +357,9 @@ class _stop_on_ctrl_c:  # noqa: N801 - used as a context manager
 
 
 def jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, (np.floating, np.integer)):
-            v = v.item()
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-        out[k] = v
-    return out
+    """``d`` with numpy scalars and arrays made plain (NaN kept, unlike ``runtime.json_safe``)."""
+    return {k: v.item() if isinstance(v, (np.floating, np.integer)) else v.tolist() if isinstance(v, np.ndarray)
+            else v for k, v in d.items()}
 
 
 def truncate_jsonl(path: Path, timesteps: int) -> None:
