@@ -23,7 +23,7 @@ from rlmusic.tuning.curves import read_csv
 from rlmusic.tuning.run import TuneRun
 
 STEPS = 16
-CRITIC = {"hidden": 32, "lr": 3e-3, "init_steps": 100, "refresh_steps": 16}
+CRITIC = {"hidden": 32, "lr": 3e-3, "init_steps": 100, "refresh_steps": 8}
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, 
     acc = [r["critic/accuracy"] for r in rows]  # on each rollout's fresh samples, before training on them
     assert len(acc) == 16 and all("reward/style" in r for r in rows)
     assert acc[0] > 0.9  # noise is easy to tell from Irish tunes
-    assert np.mean(acc[-4:]) < acc[0] - 0.05  # ... and harder once the policy has moved
+    assert np.mean(acc[-4:]) < acc[0] - 0.1  # ... and harder once the policy has moved (it gets ~0.8)
     assert rows[-1]["reward/style"] > rows[0]["reward/style"] + 1.0  # the policy earns more log-odds
     # the policy moved toward the corpus: fewer notes out of C major / A minor, a corpus-like note density
     first, last = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
@@ -61,7 +61,7 @@ def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, 
     assert abs(last["notes_per_melody"] - real_notes) < abs(first["notes_per_melody"] - real_notes) - 2
     assert (tmp_path / "run" / STATE_FILE).is_file()
     saved = load_provenance(tmp_path / "run").extra["style_critic"]
-    assert saved["corpus"] == "irish" and saved["updates"] == 100 + 16 * 16
+    assert saved["corpus"] == "irish" and saved["updates"] == 100 + 16 * 8
 
 
 def test_style_is_the_weighted_clipped_log_odds_at_the_last_step(noise_prior, tmp_path):

@@ -214,3 +214,17 @@ def test_top_line_and_track_read_polyphonic_files(tmp_path):
     assert "lower note(s) under the top line dropped" in how
     with pytest.raises(FileNotFoundError):
         explore.read_melody(tmp_path / "missing.mid", DEFAULT_VOCAB, 32)
+
+
+def test_a_four_bar_vae_takes_what_a_two_bar_one_refuses(irish, tmp_path):
+    four_bars = melody_windows(irish.split("test")[:1], 64, hop=64)[0]
+    path = write_window_midis(tmp_path, four_bars[None])[0]
+    with pytest.raises(ValueError, match="longer than the VAE's window of 32 steps"):
+        explore.read_melody(path, DEFAULT_VOCAB, 32)
+    tokens, _ = explore.read_melody(path, DEFAULT_VOCAB, 64)
+    np.testing.assert_array_equal(tokens, four_bars)
+    vae = MelodyVAE(VAEConfig(window=64, embed_dim=4, encoder_hidden=4, latent_dim=2, decoder_hidden=8))
+    path, _ = explore.interpolate(vae, tokens, tokens[::-1].copy(), n=3)
+    assert path.shape == (3, 64)
+    with pytest.raises(ValueError, match="must be 64 steps"):
+        explore.interpolate(vae, tokens[:32], tokens[:32], n=3)

@@ -1,8 +1,9 @@
 """The VAE figures of docs/vae.md: held-out reconstruction on the test split, the KL term,
 and interpolation smoothness (latent paths vs a token-space mix) with a plot.
 
-Usage: python docs/vae_results/vae_report.py VAE_DIR [NAME]
-Writes docs/vae_results/NAME.json and NAME.png (NAME defaults to the folder's name).
+Usage: python docs/vae_results/vae_report.py VAE_DIR [NAME [METRICS_CSV]]
+Writes docs/vae_results/NAME.json and NAME.png (NAME defaults to the folder's name; the
+training curve comes from METRICS_CSV, default VAE_DIR/metrics.csv).
 """
 
 import json
@@ -51,7 +52,7 @@ axes[2].axhline(report["inputs"]["leap_share"], c="grey", ls="-.", label="inputs
 axes[0].set(title="share of steps differing from the ends", xlabel="alpha")
 axes[1].set(title="mean |interval| (semitones)", xlabel="alpha")
 axes[2].set(title="shares of notes / intervals", xlabel="alpha", ylim=(0, 1.02))
-rows = read_csv(vae_dir / "metrics.csv")
+rows = read_csv(Path(sys.argv[3]) if len(sys.argv) > 3 else vae_dir / "metrics.csv")
 axes[3].plot([r["epoch"] for r in rows], [r["valid_token_accuracy"] for r in rows], "o-", label="tokens (greedy)")
 axes[3].plot([r["epoch"] for r in rows], [r["valid_onset_accuracy"] for r in rows], "s-", label="onsets (greedy)")
 axes[3].set(title="held-out reconstruction (valid split)", xlabel="epoch", ylim=(0, 1))

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from rlmusic.models.checkpoint import WEIGHTS_FILE, Provenance, read_model_meta, save_model
 from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
+from rlmusic.runtime import dataclass_from_dict
 
 KIND = "vae"  # Provenance.kind of a VAE directory
 
@@ -46,11 +47,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VAE config keys {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "VAE config")
 
     def validate(self) -> None:
         self.vocab  # noqa: B018 - raises on a bad pitch range

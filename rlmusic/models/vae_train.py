@@ -30,7 +30,14 @@ from rlmusic.models.checkpoint import Provenance
 from rlmusic.models.vae import KIND, MelodyVAE, VAEConfig, save_vae
 from rlmusic.models.windows import melody_windows
 from rlmusic.music.representation import Vocabulary
-from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
+from rlmusic.runtime import (
+    command_line,
+    dataclass_from_dict,
+    git_commit,
+    now_iso,
+    resolve_device,
+    seed_everything,
+)
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -68,11 +75,7 @@ class VAETrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> VAETrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VAE train config keys {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "VAE train config")
 
     def model_config(self) -> VAEConfig:
         names = {f.name for f in fields(VAEConfig)}

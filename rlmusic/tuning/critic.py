@@ -30,6 +30,7 @@ from rlmusic.corpus.cache import load_corpus
 from rlmusic.models.checkpoint import training_corpus
 from rlmusic.models.windows import melody_windows
 from rlmusic.music.representation import Vocabulary
+from rlmusic.runtime import dataclass_from_dict
 
 STATE_FILE = "critic.pt"
 
@@ -52,11 +53,7 @@ class CriticConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CriticConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown [critic] keys {unknown}; valid: {sorted(known)}")
-        config = cls(**data)
+        config = dataclass_from_dict(cls, data, "[critic]")
         for f in fields(cls):
             value = getattr(config, f.name)
             if f.name != "corpus" and (not isinstance(value, (int, float)) or value <= 0):
