@@ -1,8 +1,8 @@
 """The listening app: ``rlmusic app`` runs ``streamlit run app/main.py`` (see launch.py).
 
 Four pages: raters *Rate* single clips and *Compare* pairs; researchers read the
-*Dashboard* and queue and follow tuning *Jobs*. Each page only draws and calls ``db/``
-functions.
+*Dashboard*, queue and follow tuning *Jobs* and *Explore* the melody VAE's latent space. Each
+page only draws and calls ``db/`` functions (Explore also the VAE's generation).
 """
 
 from pathlib import Path
@@ -18,6 +18,7 @@ page = st.navigation(
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
         st.Page(VIEWS / "jobs.py", title="Jobs", icon=":material/model_training:"),
+        st.Page(VIEWS / "explore.py", title="Explore", icon=":material/explore:"),
     ]
 )
 page.run()

@@ -157,3 +157,15 @@ def read_table(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any], what: str):
+    """``cls(**data)`` for a config dataclass; unknown keys raise naming them and the valid
+    ones (``what`` says whose keys, e.g. "VAE config")."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; valid: {sorted(known)}")
+    return cls(**dict(data))

@@ -121,7 +121,8 @@ FORBIDDEN = {
     # jobs: runs tuning, rounds' parts and generation, records in db; the CLI sits above it
     "rlmusic.jobs": ("rlmusic.cli", "app"),
     "db": ("rlmusic", "envs", "app"),
-    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.jobs", "rlmusic.cli", "envs"),
+    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.models.vae_train",
+            "rlmusic.jobs", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
     "rlmusic.fileio": ("rlmusic", "envs", "db", "app"),
 }

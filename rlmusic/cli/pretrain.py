@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
-from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.cli.options import (
+    add_config_flags,
+    add_device,
+    add_threads,
+    apply_threads,
+    config_from_flags,
+)
 from rlmusic.models.pretrain import PretrainConfig, pretrain
-from rlmusic.runtime import field_docs
-from rlmusic.tuning.config import read_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,21 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads(parser)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    defaults, docs = PretrainConfig(), field_docs(PretrainConfig)
-    for f in fields(PretrainConfig):
-        default = getattr(defaults, f.name)
-        kind = type(default) if default is not None else int
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
-                            help=f"{docs.get(f.name, f.name)} (default {default})")
+    add_config_flags(parser, PretrainConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    data: dict = read_table(args.config) if args.config else {}
-    for f in fields(PretrainConfig):
-        value = getattr(args, f.name)
-        if value is not None:
-            data[f.name] = value
-    return PretrainConfig.from_dict(data)
+    return config_from_flags(args, PretrainConfig)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,18 +2,21 @@
 
 Holds, in the order they build on each other: the cheap per-melody statistics
 (``STAT_NAMES``, ``sounding_pitches``, ``melody_statistics``), the frozen prior's LSTM run
-over the melody (``prior_features``), their concatenation by feature set
-(``melody_features``) and the names of the columns (``feature_names``).
+over the melody (``prior_features``), the shipped melody VAE's latent code
+(``vae_features``), their concatenation by feature set (``melody_features``) and the
+names of the columns (``feature_names``).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
 import torch
 
 from rlmusic.models.lstm import MelodyLSTM
+from rlmusic.models.vae import MelodyVAE, load_vae
 from rlmusic.music.representation import Vocabulary
 
 STAT_NAMES = (
@@ -107,12 +110,38 @@ def prior_features(prior: MelodyLSTM, tokens: np.ndarray, batch_size: int = 256)
     return torch.cat(out).numpy()
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_vae() -> MelodyVAE:
+    """The VAE shipped in the package (``rlmusic/data/vae``), loaded once per process."""
+    return load_vae()
+
+
+@torch.no_grad()
+def vae_features(tokens: np.ndarray, vae: MelodyVAE | None = None) -> np.ndarray:
+    """The VAE's posterior mean over the melody: (N, T) -> (N, Z) float32. A melody longer
+    than the VAE's window is cut into whole windows (a last partial one padded with
+    rests) and their means averaged; a shorter one is padded with rests."""
+    vae = vae or shipped_vae()
+    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+    vae.vocab.validate(tokens.reshape(-1))
+    n, steps = tokens.shape
+    w = vae.config.window
+    n_windows = max(1, -(-steps // w))
+    padded = np.full((n, n_windows * w), vae.vocab.REST, dtype=np.int64)
+    padded[:, :steps] = tokens
+    windows = torch.as_tensor(padded.reshape(n * n_windows, w))  # (N * K, W)
+    mu = torch.cat([vae.posterior_mean(windows[i : i + 512]).cpu() for i in range(0, len(windows), 512)])
+    return mu.view(n, n_windows, -1).mean(1).float().numpy()  # (N, Z)
+
+
 def melody_features(prior: MelodyLSTM, tokens: np.ndarray, features: str = "prior+stats") -> np.ndarray:
     """Features of whole melodies: (N, T) -> (N, F) float32 (see ``feature_names``)."""
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
     parts = []
     if "prior" in features.split("+"):
         parts.append(prior_features(prior, tokens))
+    if "vae" in features.split("+"):
+        parts.append(vae_features(tokens))
     if "stats" in features.split("+"):
         parts.append(melody_statistics(tokens, prior.vocab))
     return np.concatenate(parts, axis=1)
@@ -123,5 +152,7 @@ def feature_names(hidden_size: int, features: str = "prior+stats") -> list[str]:
     if "prior" in features.split("+"):
         names += [f"h_mean_{i}" for i in range(hidden_size)] + [f"h_last_{i}" for i in range(hidden_size)]
         names += ["log_p_prior_per_note"]
+    if "vae" in features.split("+"):
+        names += [f"vae_mu_{i}" for i in range(shipped_vae().config.latent_dim)]
     return names + (list(STAT_NAMES) if "stats" in features.split("+") else [])
 

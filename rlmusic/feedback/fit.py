@@ -72,7 +72,7 @@ from rlmusic.models.lstm import MelodyLSTM
 
 SPLITS = ("rater", "clip")
 TIES = ("half", "skip")
-FEATURE_SETS = ("prior+stats", "prior", "stats")
+FEATURE_SETS = ("prior+stats", "prior", "stats", "vae", "vae+stats")  # "vae": the shipped VAE's latent mean
 
 
 # --------------------------------------------------------------------------- config
@@ -91,7 +91,7 @@ class RewardModelConfig:
     pair_weight: float = 1.0  # weight of the Bradley-Terry term in the loss
     ties: str = "half"  # "half": a tie is half a win for each clip; "skip": ties are dropped
     bootstrap: bool = True  # each head sees its own bootstrap resample (False: all rows, seeds differ)
-    features: str = "prior+stats"  # "prior+stats", "prior" (frozen LSTM only) or "stats" (melody statistics only)
+    features: str = "prior+stats"  # "prior+stats", "prior" (frozen LSTM only), "stats" (melody statistics only), "vae" or "vae+stats" (the shipped VAE's latent mean)
     split: str = "clip"  # held-out evaluation: "clip"-disjoint, or "rater"-disjoint (and clip-disjoint)
     holdout: float = 0.25  # share of raters (or clips) held out for the metrics
     min_ratings: int = 20  # refuse to fit on fewer judgements (star ratings + comparisons)

@@ -32,6 +32,7 @@ from rlmusic.models.checkpoint import load_model, model_path, model_ref, read_mo
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.music.metrics import melody_scores
 from rlmusic.music.representation import (
+    Note,
     Vocabulary,
     load_midi,
     midi_melody,
@@ -90,6 +91,14 @@ def primer_tokens(path: str | Path, vocab: Vocabulary, track: int | None = None)
     """A primer melody from a MIDI file, read as ``midi_melody`` reads it (one track, or the
     top line of all), folded into the vocabulary's range; and how it was read, in words."""
     notes, how = midi_melody(load_midi(path), track)
+    folded, moved = fold_into_range(notes, vocab)
+    if moved:
+        how += f", {moved} note(s) moved by octaves into {vocab.min_pitch}..{vocab.max_pitch}"
+    return notes_to_tokens(folded, vocab).tolist(), how
+
+
+def fold_into_range(notes: list[Note], vocab: Vocabulary) -> tuple[list[Note], int]:
+    """``notes`` moved by whole octaves into the vocabulary's pitch range, and how many moved."""
     folded = []
     for note in notes:
         pitch = note.pitch
@@ -97,11 +106,8 @@ def primer_tokens(path: str | Path, vocab: Vocabulary, track: int | None = None)
             pitch += 12
         while pitch > vocab.max_pitch:
             pitch -= 12
-        folded.append(type(note)(note.start, note.duration, pitch))
-    moved = sum(a.pitch != b.pitch for a, b in zip(notes, folded))
-    if moved:
-        how += f", {moved} note(s) moved by octaves into {vocab.min_pitch}..{vocab.max_pitch}"
-    return notes_to_tokens(folded, vocab).tolist(), how
+        folded.append(Note(note.start, note.duration, pitch))
+    return folded, sum(a.pitch != b.pitch for a, b in zip(notes, folded))
 
 
 def check_new_folder(out: str | Path) -> Path:

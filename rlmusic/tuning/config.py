@@ -21,7 +21,7 @@ from rlmusic.runtime import field_docs, read_table
 CONFIG_NAME = "tune_config.json"
 WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-TABLES = ("theory", "guard", "rl_tuner")  # keys whose value is a TOML table
+TABLES = ("theory", "guard", "rl_tuner", "critic")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
 
 
@@ -66,6 +66,8 @@ class TuneConfig:
     diversity_weight: float = 0.0  # end-of-melody diversity within the batch
     human_weight: float = 1.0  # end-of-melody reward model score (only with a reward model)
     guard: dict[str, Any] = field(default_factory=dict)  # [guard]: rlmusic.feedback.guard.GuardConfig keys
+    style_weight: float = 0.0  # end-of-melody style critic log-odds of "real corpus melody" (rlmusic.tuning.critic)
+    critic: dict[str, Any] = field(default_factory=dict)  # [critic]: rlmusic.tuning.critic.CriticConfig keys
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation

@@ -20,7 +20,8 @@ wherever a prior is), ``tune_config.json`` (the run's config and references),
 ``metrics.csv`` (curves), ``eval.jsonl`` (periodic evaluation), ``tb/`` (TensorBoard),
 ``checkpoints/`` (SB3 ``.zip`` + ``.json`` with beta; ``resume=True`` continues from the
 last one, and extends a finished run when ``timesteps`` grew, keeping the finished model
-in ``previous/``). Every file is written crash-safe (``rlmusic.tuning.checkpoints``).
+in ``previous/``), ``critic.pt`` (the style critic). Every file is written crash-safe
+(``rlmusic.tuning.checkpoints``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from rlmusic.tuning.checkpoints import (
     write_run_config,
 )
 from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
+from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
@@ -177,6 +179,7 @@ class TuneRun:
         self.corpus = novelty_corpus(config, self.prior_dir)
         self.rewards = build_rewards(config, self.prior.vocab, self.corpus)
         self.theory_reward = self.rewards.theory
+        self.critic, self.rewards.final = style_critic(config, self, self.rewards.final)  # style_weight 0: None
         self.extra_callbacks: list[Any] = []
         self.interrupted = False
         self.last_eval: dict[str, Any] = {}
@@ -261,6 +264,7 @@ class TuneRun:
         self.book = RunBookkeeping(self, c.total_timesteps, progress, stop_after_checkpoints)
         self.extra_callbacks = list(self.reward_model.tune_callbacks(self)) \
             if hasattr(self.reward_model, "tune_callbacks") else []
+        self.extra_callbacks += [CriticRefresh(self)] if self.critic is not None else []  # the style critic
         remaining = c.total_timesteps - self.model.num_timesteps
         with _stop_on_ctrl_c(self.book):
             self.model.learn(remaining, callback=[self.kl_callback, self.book, *self.extra_callbacks],

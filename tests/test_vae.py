@@ -1,0 +1,233 @@
+"""The melody VAE: training reconstructs held-out melodies better than chance, the latent
+path's ends reconstruct its inputs, the commands write their clips, and bad MIDI input
+gets one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from rlmusic.cli.main import main as cli_main
+from rlmusic.corpus.cache import load_corpus
+from rlmusic.models import vae_explore as explore
+from rlmusic.models.vae import MelodyVAE, VAEConfig, load_vae, save_vae, slerp
+from rlmusic.models.vae_train import VAETrainConfig, VAETrainer, accuracies, evaluate_vae
+from rlmusic.models.windows import melody_windows
+from rlmusic.music.representation import (
+    DEFAULT_VOCAB,
+    EmptyMelodyError,
+    NotMonophonicError,
+    load_midi,
+    midi_to_tokens,
+    tokens_to_midi,
+)
+
+DATA = Path(__file__).parent / "data"
+TINY = dict(embed_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=64, batch_size=32, lr=1e-2,
+            kl_weight=0.1, kl_anneal_steps=100, free_bits=0.25, token_dropout=0.3, patience=99)
+
+
+@pytest.fixture(scope="module")
+def irish():
+    return load_corpus("irish", progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(irish, tmp_path_factory):
+    """A tiny VAE trained for a few seconds on 2-bar windows of 60 Irish tunes (the epoch
+    kept chosen on 10 valid tunes); held out: the windows of all 75 valid tunes (no tune of
+    the training windows among them)."""
+    torch.manual_seed(0)
+    train = melody_windows(irish.split("train")[:60], 32, hop=32)
+    valid = melody_windows(irish.split("valid"), 32, hop=32)
+    out = tmp_path_factory.mktemp("vae")
+    select = melody_windows(irish.split("valid")[:10], 32, hop=32)
+    trainer = VAETrainer(VAETrainConfig(**TINY, max_epochs=14), train, select, out, torch.device("cpu"),
+                         progress=False)
+    trainer.run()
+    return load_vae(out), train, valid, out
+
+
+@pytest.fixture(scope="module")
+def memorised(irish, tmp_path_factory):
+    """A tiny VAE that has 8 Irish 2-bar windows by heart (120 full-batch steps)."""
+    torch.manual_seed(0)
+    eight = melody_windows(irish.split("train")[:60], 32, hop=32)[::50][:8]
+    out = tmp_path_factory.mktemp("memorised")
+    config = VAETrainConfig(**{**TINY, "batch_size": 8, "token_dropout": 0.0})
+    trainer = VAETrainer(config, eight, eight, out, torch.device("cpu"), progress=False)
+    for _ in range(120):
+        trainer.train_step(trainer.train_windows)
+    trainer.save_best(evaluate_vae(trainer.model, eight))
+    return load_vae(out), eight, out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_windows_start_cleanly_and_count_what_they_drop():
+    held = [5, 1, 1, 1, 0, 0, 0, 0]  # a note held across the window edge, then silence
+    counts = {}
+    windows = melody_windows([np.array(held * 2)], window=4, hop=2, min_notes=1, counts=counts)
+    # windows start at steps 0, 2, (4: silent, dropped), 6, 8, 10, (12: dropped)
+    assert windows.tolist() == [[5, 1, 1, 1], [5, 1, 0, 0], [0, 0, 5, 1], [5, 1, 1, 1], [5, 1, 0, 0]]
+    assert counts == {"windows": 5, "restruck": 2, "few_notes": 2, "short_pieces": 0}  # re-struck: 2 and 10
+    with pytest.raises(ValueError, match="no window of 99 steps"):
+        melody_windows([np.array(held)], window=99)
+
+
+def test_tiny_vae_reconstructs_held_out_melodies_better_than_chance(trained):
+    vae, train, valid, out = trained
+    held = evaluate_vae(vae, valid)
+    # the decoder guided by the melody's own z beats the same decoder given another melody's z
+    # (it gets about 0.17 against 0.10 of 1,035 windows' onsets, 0.56 against 0.52 of their tokens)
+    assert held["onset_accuracy"] > held["other_z_onset_accuracy"] + 0.04
+    assert held["token_accuracy"] > held["other_z_token_accuracy"] + 0.02
+    majority = max(np.mean(valid == t) for t in range(DEFAULT_VOCAB.size))  # always the commonest token
+    assert held["token_accuracy"] > majority
+    assert held["kl"] > 1.0 and held["active_units"] >= 4  # the latent is used
+    prov = json.loads((out / "config.json").read_text())["provenance"]
+    assert prov["kind"] == "vae" and prov["metrics"]["valid_onset_accuracy"] > 0
+    assert (out / "metrics.csv").read_text().count("\n") == 15  # header + 14 epochs
+
+
+def test_interpolation_ends_are_the_reconstructions_of_its_inputs(memorised):
+    vae, train, _ = memorised
+    a, b = train[3], train[6]
+    path, alphas = explore.interpolate(vae, a, b, n=5)
+    assert path.shape == (5, 32) and alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    recon = vae.decode(vae.posterior_mean(torch.as_tensor(np.stack([a, b]))))
+    np.testing.assert_array_equal(path[[0, -1]], recon.numpy())
+    ends = accuracies(torch.as_tensor(path[[0, -1]]), torch.as_tensor(np.stack([a, b])))
+    assert ends["token_accuracy"] > 0.9 and ends["onset_accuracy"] > 0.85
+    assert len({p.tobytes() for p in path}) >= 3  # the path moves through other melodies
+
+
+def test_slerp_keeps_the_ends_and_the_norm_between_them():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    z = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(z[0], a)
+    torch.testing.assert_close(z[-1], b)
+    assert ((z.norm(dim=1) >= 1 - 1e-6) & (z.norm(dim=1) <= 2 + 1e-6)).all()
+
+
+def test_sample_and_vary_are_seeded_and_amount_zero_reconstructs(trained):
+    vae, train, _, _ = trained
+    np.testing.assert_array_equal(explore.sample(vae, 4, seed=3), explore.sample(vae, 4, seed=3))
+    same = explore.vary(vae, train[5], amount=0.0, n=3)
+    np.testing.assert_array_equal(same, np.repeat(same[:1], 3, axis=0))
+    far = explore.vary(vae, train[5], amount=3.0, n=6, seed=1)
+    assert (far != same[0]).mean() > (same != same[0]).mean()
+    with pytest.raises(ValueError, match="amount must be >= 0"):
+        explore.vary(vae, train[5], amount=-1.0, n=2)
+
+
+def test_a_melody_model_is_not_a_vae(tmp_path):
+    from rlmusic.models.checkpoint import save_model
+    from rlmusic.models.lstm import MelodyLSTM, ModelConfig
+
+    save_model(MelodyLSTM(ModelConfig(hidden_size=8, embed_dim=4, num_layers=1)), tmp_path / "lstm")
+    with pytest.raises(ValueError, match="not a VAE directory"):
+        load_vae(tmp_path / "lstm")
+    vae = MelodyVAE(VAEConfig(window=16, embed_dim=4, encoder_hidden=4, latent_dim=2, decoder_hidden=8))
+    loaded = load_vae(save_vae(vae, tmp_path / "vae"))
+    torch.testing.assert_close(loaded.state_dict(), vae.state_dict())
+
+
+# --------------------------------------------------------------------------- MIDI in, clips out
+
+
+def write_window_midis(folder: Path, windows: np.ndarray) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, w in enumerate(windows):
+        paths.append(folder / f"m{i}.mid")
+        tokens_to_midi(w).write(str(paths[-1]))
+    return paths
+
+
+def vae_cli(*args) -> int:
+    return cli_main(["vae", *map(str, args)])
+
+
+def test_vae_commands_train_resume_interpolate_sample_vary(memorised, trained, tmp_path, capsys):
+    vae, eight, vae_dir = memorised
+    a, b = write_window_midis(tmp_path / "in", eight[[3, 6]])
+    out = tmp_path / "path"
+    assert vae_cli("interpolate", a, b, "--n", 4, "--out", out, "--vae", vae_dir, "--device", "cpu") == 0
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["alpha"] for r in rows] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert all((out / r["midi"]).is_file() and r["steps"] == 32 for r in rows)
+    want, _ = explore.interpolate(vae, eight[3], eight[6], n=4)
+    assert [r["tokens"] for r in rows] == want.tolist()  # MIDI in -> the same melodies as tokens in
+    assert vae_cli("sample", "-n", 3, "--out", tmp_path / "s", "--vae", vae_dir) == 0
+    assert len((tmp_path / "s" / "manifest.jsonl").read_text().splitlines()) == 3
+    assert vae_cli("vary", a, "--amount", 0.8, "-n", 2, "--out", tmp_path / "v", "--vae", vae_dir) == 0
+    assert json.loads((tmp_path / "v" / "manifest.jsonl").read_text().splitlines()[0])["amount"] == 0.8
+
+    corpus = tmp_path / "corpus"
+    write_window_midis(corpus, trained[1][:24])
+    flags = ["--corpus", f"midi:{corpus}", "--window", 32, "--embed-dim", 8, "--encoder-hidden", 8,
+             "--latent-dim", 4, "--decoder-hidden", 16, "--batch-size", 16, "--no-progress", "--device", "cpu"]
+    run = tmp_path / "run"
+    assert vae_cli("train", "--out", run, "--max-epochs", 1, *flags) == 0
+    assert "held-out reconstruction" in capsys.readouterr().out
+    assert vae_cli("train", "--out", run, "--max-epochs", 1, *flags) == 1
+    assert "already holds a training run" in capsys.readouterr().err
+    assert vae_cli("train", "--out", run, "--max-epochs", 2, "--resume", *flags) == 0
+    assert (run / "metrics.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
+    assert json.loads((run / "examples.json").read_text())  # held-out openings for Explore
+
+
+def empty_midi(path: Path) -> Path:
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("name, error, words", [
+    ("empty", EmptyMelodyError, "no (non-drum) notes"),
+    ("chords.mid", NotMonophonicError, "is polyphonic"),
+    ("satb.mid", NotMonophonicError, "4 tracks have notes"),
+    ("melody.mid", ValueError, "120 steps long (7.5 bars of 4/4), longer than the VAE's window of 32 steps"),
+])
+def test_bad_melodies_get_one_clear_error(name, error, words, tmp_path, trained, capsys):
+    vae_dir = trained[3]
+    path = empty_midi(tmp_path / "empty.mid") if name == "empty" else DATA / name
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        explore.read_melody(path, DEFAULT_VOCAB, 32)
+    assert vae_cli("vary", path, "--out", tmp_path / "o", "--vae", vae_dir) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlmusic vae: error: ") and words.split(" (")[0] in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_top_line_and_track_read_polyphonic_files(tmp_path):
+    tokens, how = explore.read_melody(DATA / "satb.mid", DEFAULT_VOCAB, 128, track=0)
+    assert how == "track 0 of 4" and len(tokens) == 128
+    soprano = midi_to_tokens(load_midi(DATA / "satb.mid"), instrument=0)
+    np.testing.assert_array_equal(tokens[: len(soprano)], soprano)
+    chords, how = explore.read_melody(DATA / "chords.mid", DEFAULT_VOCAB, 128, top_line=True)
+    assert "lower note(s) under the top line dropped" in how
+    with pytest.raises(FileNotFoundError):
+        explore.read_melody(tmp_path / "missing.mid", DEFAULT_VOCAB, 32)
+
+
+def test_a_four_bar_vae_takes_what_a_two_bar_one_refuses(irish, tmp_path):
+    four_bars = melody_windows(irish.split("test")[:1], 64, hop=64)[0]
+    path = write_window_midis(tmp_path, four_bars[None])[0]
+    with pytest.raises(ValueError, match="longer than the VAE's window of 32 steps"):
+        explore.read_melody(path, DEFAULT_VOCAB, 32)
+    tokens, _ = explore.read_melody(path, DEFAULT_VOCAB, 64)
+    np.testing.assert_array_equal(tokens, four_bars)
+    vae = MelodyVAE(VAEConfig(window=64, embed_dim=4, encoder_hidden=4, latent_dim=2, decoder_hidden=8))
+    path, _ = explore.interpolate(vae, tokens, tokens[::-1].copy(), n=3)
+    assert path.shape == (3, 64)
+    with pytest.raises(ValueError, match="must be 64 steps"):
+        explore.interpolate(vae, tokens[:32], tokens[:32], n=3)
