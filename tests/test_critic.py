@@ -56,8 +56,8 @@ def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, 
     real = melody_windows(load_corpus("irish", progress=False).split("valid"), STEPS, 16, min_notes=1)
     ctx = RuleContext(vocab=DEFAULT_VOCAB, key=Key.parse("C major"), steps=STEPS)
     real_notes = float((real >= 2).sum(1).mean())
-    assert last["notes_not_in_key"] < first["notes_not_in_key"] / 2
-    assert music_theory_metrics(real, ctx)["notes_not_in_key"] < first["notes_not_in_key"] / 4
+    assert last["rlmusic/onsets_not_in_key"] < first["rlmusic/onsets_not_in_key"] / 2
+    assert music_theory_metrics(real, ctx)["onsets_not_in_key"] < first["rlmusic/onsets_not_in_key"] / 4
     assert abs(last["notes_per_melody"] - real_notes) < abs(first["notes_per_melody"] - real_notes) - 2
     assert (tmp_path / "run" / STATE_FILE).is_file()
     saved = load_provenance(tmp_path / "run").extra["style_critic"]
@@ -65,10 +65,11 @@ def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, 
 
 
 def test_style_is_the_weighted_clipped_log_odds_at_the_last_step(noise_prior, tmp_path):
-    run = TuneRun(config(style_weight=0.5, structure_weight=1.0, critic={**CRITIC, "clip": 0.01}),
+    run = TuneRun(config(style_weight=0.5, structure_weight=1.0, structure_shaping=False,
+                         critic={**CRITIC, "clip": 0.01}),
                   tmp_path / "run", noise_prior, device="cpu")
     melodies = np.random.default_rng(0).integers(0, DEFAULT_VOCAB.size, (5, STEPS))
-    terms = run.final_reward(melodies)
+    terms = run.rewards.final(melodies)
     assert set(terms) == {"structure", "style"}
     odds = run.critic.log_odds(melodies)
     np.testing.assert_allclose(terms["style"], 0.5 * np.clip(odds, -0.01, 0.01))
@@ -82,7 +83,7 @@ def test_style_is_the_weighted_clipped_log_odds_at_the_last_step(noise_prior, tm
 
 def test_no_critic_without_a_style_weight_and_bad_settings_raise(noise_prior, tmp_path):
     run = TuneRun(config(style_weight=0.0), tmp_path / "a", noise_prior, device="cpu")
-    assert run.critic is None and "style" not in run.final_reward(np.zeros((2, STEPS), dtype=np.int64))
+    assert run.critic is None and "style" not in run.rewards.final(np.zeros((2, STEPS), dtype=np.int64))
     with pytest.raises(ValueError, match="style_weight must be a number >= 0"):
         TuneRun(config(style_weight=-1.0), tmp_path / "b", noise_prior, device="cpu")
     with pytest.raises(ValueError, match=r"unknown \[critic\] keys \['hiden'\]"):

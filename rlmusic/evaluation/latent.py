@@ -42,7 +42,7 @@ def melody_stats(tokens: np.ndarray, vocab: Vocabulary, key: str = "C major") ->
         tok = tokens[:, t]
         empty += int(((tok == vocab.HOLD) & ~sounding).sum())
         sounding = np.where(tok == vocab.REST, False, np.where(tok >= vocab.FIRST_PITCH_TOKEN, True, sounding))
-    return {"in_key": 1.0 - float(music_theory_metrics(tokens, ctx)["notes_not_in_key"]),
+    return {"in_key": 1.0 - float(music_theory_metrics(tokens, ctx)["onsets_not_in_key"]),
             "notes": float((pitches >= 0).sum(1).mean()),
             "mean_interval": float(intervals.mean()) if len(intervals) else float("nan"),
             "leap_share": float((intervals > 4).mean()) if len(intervals) else float("nan"),

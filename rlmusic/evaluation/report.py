@@ -51,7 +51,7 @@ def plot_tables(path: str | Path, a: dict, b: dict | None = None, names=("a", "b
     import matplotlib.pyplot as plt
 
     keys = [k for k in a if isinstance(a[k], float) and math.isfinite(a[k]) and -1 <= a[k] <= 1
-            and k not in ("log_p_prior_per_note", "kl_per_note", "copied_notes")]
+            and k not in ("log_p_prior_per_step", "kl_per_step", "kl_per_note", "copied_notes")]
     x = np.arange(len(keys))
     fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(keys)), 4.5))
     w = 0.4 if b is not None else 0.8
@@ -61,7 +61,7 @@ def plot_tables(path: str | Path, a: dict, b: dict | None = None, names=("a", "b
     ax.set_xticks(x, keys, rotation=60, ha="right", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.5)
     title = f"n={a.get('n')}, steps={a.get('steps')}"
-    for k in ("log_p_prior_per_note", "kl_per_note"):
+    for k in ("log_p_prior_per_step", "kl_per_step", "kl_per_note"):
         if k in a:
             title += f"   {k}: " + " / ".join(_fmt(t.get(k, math.nan)) for t in ([a, b] if b else [a]))
     ax.set_title(title, fontsize=9)
