@@ -1,0 +1,81 @@
+"""Structure against originality against KL, across tuning runs of the structure preset with
+other weights (docs/results.md, "Structure with originality").
+
+Each run's tuned model (and the shipped prior) is evaluated on the same footing: 1,000
+melodies of 128 steps, seed 0, novelty and copied spans against the prior's training
+corpus, KL to the prior per step. Prints a table and draws structure vs novelty (point
+size: diversity, colour: KL), with the held-out tunes' structure as a line.
+
+    .venv/bin/python scripts/structure_tradeoff.py RUN [RUN ...] --out docs/results/structure_tradeoff.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rlmusic.corpus.cache import load_corpus
+from rlmusic.evaluation.table import evaluate_model
+from rlmusic.music.structure import structure_scores
+
+
+def weights(run: Path) -> str:
+    stored = json.loads((run / "tune_config.json").read_text())["config"]
+    return (f"structure {stored['structure_weight']:g}, novelty {stored['novelty_weight']:g}, "
+            f"diversity {stored['diversity_weight']:g}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="tuning run folders (each holds a tuned model)")
+    ap.add_argument("-n", type=int, default=1000, help="melodies per model")
+    ap.add_argument("--steps", type=int, default=128, help="steps per melody")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
+    ap.add_argument("--out", default=None, help="PNG to draw")
+    ap.add_argument("--json", default=None, help="write the rows as JSON")
+    args = ap.parse_args()
+    corpus = load_corpus("irish", progress=False)
+    real = np.stack([s[: args.steps] for s in corpus.split("test") if len(s) >= args.steps])
+    real_structure = float(structure_scores(real).mean())
+    rows = []
+    for name, model in [("shipped prior", None)] + [(weights(Path(r)), r) for r in args.runs]:
+        t = evaluate_model(model, n=args.n, steps=args.steps, seed=args.seed, device="cpu")
+        rows.append({"run": name, "model": model, **{k: t[k] for k in (
+            "structure", "novelty", "copied_notes", "diversity", "kl_per_step", "kl_per_note",
+            "rl_tuner/notes_not_in_key", "structure_repetition", "structure_variety")}})
+    print(f"held-out tunes (test split, {len(real)} of >= {args.steps} steps): structure {real_structure:.3f}")
+    print(f"{'run':45s} {'struct':>7s} {'novelty':>7s} {'copied':>7s} {'divers':>7s} {'KL/step':>7s}")
+    for r in rows:
+        print(f"{r['run']:45s} {r['structure']:7.3f} {r['novelty']:7.3f} {r['copied_notes']:7.2f} "
+              f"{r['diversity']:7.3f} {r['kl_per_step']:7.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"real_structure": real_structure, "rows": rows}, indent=1) + "\n")
+    if args.out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        kl = np.array([r["kl_per_step"] for r in rows])
+        points = ax.scatter([r["novelty"] for r in rows], [r["structure"] for r in rows], c=kl, cmap="viridis",
+                            s=[40 + 600 * r["diversity"] for r in rows], vmin=0, vmax=max(0.5, kl.max()))
+        for r in rows:
+            ax.annotate(r["run"], (r["novelty"], r["structure"]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+        ax.axhline(real_structure, ls="--", c="grey", label=f"held-out tunes' structure ({real_structure:.3f})")
+        ax.axvline(rows[0]["novelty"], ls=":", c="grey", label=f"prior's novelty ({rows[0]['novelty']:.3f})")
+        fig.colorbar(points, label="KL to the prior, nats per step")
+        ax.set(xlabel="novelty (vs the prior's training corpus)", ylabel="structure",
+               title=f"{args.n} melodies of {args.steps} steps each (point size: diversity)")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.out, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
