@@ -1,7 +1,9 @@
 """The listening app: ``rlmusic app`` runs ``streamlit run app/main.py`` (see launch.py).
 
-Three pages: raters *Rate* single clips and *Compare* pairs; researchers read the
-*Dashboard*. Each page only draws and calls ``db/`` functions.
+Four pages: raters *Rate* single clips and *Compare* pairs; researchers read the
+*Dashboard*; in the *Studio* a melody is harmonised, reworked span by span and its
+versions rated. Each page only draws and calls ``db/`` functions (the Studio also the
+harmony model, through ``app/harmonies.py``).
 """
 
 from pathlib import Path
@@ -16,6 +18,7 @@ page = st.navigation(
         st.Page(VIEWS / "rate.py", title="Rate", icon=":material/star:", default=True),
         st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
+        st.Page(VIEWS / "studio.py", title="Studio", icon=":material/piano:"),
     ]
 )
 page.run()

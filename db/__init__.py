@@ -9,7 +9,7 @@ Modules, one concept each:
   engine      URL, engine per URL (SQLite WAL + busy timeout), sessions, retry on contention
   models      the tables (SQLAlchemy 2.0 typed declarative)
   schema      Alembic: upgrade, downgrade, check_schema
-  queue       models, clips, next_clip / next_pair
+  queue       models, clips (melodies and harmonies), next_clip / next_pair, list_clips
   ratings     raters, star ratings (+ history), pairwise comparisons
   rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
@@ -38,11 +38,12 @@ from db.jobs import (
     set_round_tuned_model,
     update_job,
 )
-from db.models import JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
+from db.models import CLIP_KINDS, JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
 from db.queue import (
     ClipInfo,
     enqueue_clips,
     get_clip,
+    list_clips,
     list_models,
     next_clip,
     next_pair,
@@ -69,6 +70,7 @@ from db.schema import (
 )
 
 __all__ = [
+    "CLIP_KINDS",
     "JOB_STATUSES",
     "MODEL_KINDS",
     "RATING_TAGS",
@@ -94,6 +96,7 @@ __all__ = [
     "get_or_create_rater",
     "head_revision",
     "import_ratings",
+    "list_clips",
     "list_jobs",
     "list_models",
     "list_raters",

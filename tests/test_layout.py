@@ -113,11 +113,14 @@ FORBIDDEN = {
                       "rlmusic.cli", "envs", "db", "app"),
     "rlmusic.models": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.cli", "envs", "db", "app"),
     "rlmusic.evaluation": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.cli", "envs", "db", "app"),
+    "rlmusic.harmony": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.cli", "envs", "db",
+                        "app"),
     "envs": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.cli", "db", "app"),
     "rlmusic.tuning": ("rlmusic.feedback", "rlmusic.cli", "db", "app"),
     "rlmusic.feedback": ("rlmusic.cli", "db", "app"),
     "db": ("rlmusic", "envs", "app"),
-    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.cli", "envs"),
+    "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.harmony.train", "rlmusic.cli",
+            "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
 }
 
