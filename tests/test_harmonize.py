@@ -119,3 +119,11 @@ def test_a_track_of_a_multitrack_file_and_a_bad_out(tmp_path, capsys):
     assert "track 5 does not exist" in capsys.readouterr().err
     assert main(["harmonize", str(path), "--track", "0", "--out", str(tmp_path / "o.wav")]) == 1
     assert "--out must name a .mid file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["harmonize"], ["revise"], ["harmony", "corpus"], ["harmony", "train"],
+                                     ["harmony", "evaluate"]])
+def test_every_harmony_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0 and "--" in capsys.readouterr().out

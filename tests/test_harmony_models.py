@@ -23,6 +23,7 @@ from rlmusic.harmony.likelihood import (
     coconet_framewise_nll,
     framewise_log_likelihoods,
 )
+from rlmusic.harmony.masked import context_start
 from rlmusic.harmony.train import HarmonyTrainConfig, train_harmonizer
 from rlmusic.models.checkpoint import default_prior_dir
 
@@ -185,7 +186,16 @@ def test_a_crop_with_the_receptive_field_each_side_predicts_the_same(corpus):
     position = torch.from_numpy(chorale.bar_position())[None]
     start, end, rf = 40, 52, model.config.receptive_field
     full = model(tokens, position)[0, :, start:end]
-    crop = model(tokens[:, :, start - rf: end + rf], position[:, start - rf: end + rf])[0, :, rf: rf + end - start]
+    lo = context_start(tokens[0], start - rf)
+    assert lo < start - rf  # a note sounding at the edge began earlier
+    crop = model(tokens[:, :, lo: end + rf], position[:, lo: end + rf])[0, :, start - lo: end - lo]
     assert torch.allclose(full, crop, atol=1e-5)
     short = model(tokens[:, :, start - rf + 1: end + rf], position[:, start - rf + 1: end + rf])[0, :, rf - 1:]
     assert not torch.allclose(full, short[:, : end - start], atol=1e-5)  # one frame less does change it
+
+
+def test_the_masked_model_is_told_what_each_voice_sounds(tiny):
+    h, r, m = 1, 0, tiny.mask_token
+    tokens = torch.tensor([[[40, h, h, 42, h, r, h, m, h, 44]] * 4])
+    assert tiny.sounding(tokens)[0, 0].tolist() == [40, 40, 40, 42, 42, r, r, m, m, 44]
+    assert tiny.sounding(torch.tensor([[[h, h, 40, h]] * 4]))[0, 0].tolist() == [r, r, 40, 40]

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         default = getattr(defaults, f.name)
         p.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
-                       help=f"{docs.get(f.name, f.name)} (default {default})")
+                       help=f"{docs.get(f.name, f.name)} (default {default})".replace("%", "%%"))
     p.add_argument("--model-config", type=json.loads, default={},
                    help='model config keys as JSON, e.g. \'{"channels": 96}\' (see rlmusic.harmony.masked)')
     add_device(p)
@@ -66,7 +66,10 @@ def main(args: argparse.Namespace) -> int:
 
         values = {f.name: getattr(args, f.name) for f in fields(HarmonyTrainConfig) if f.name != "model"}
         config = HarmonyTrainConfig(**values, model=args.model_config)
-        model = train_harmonizer(corpus, config, args.out, progress=not args.no_progress)
+        from rlmusic.runtime import resolve_device
+
+        model = train_harmonizer(corpus, config, args.out, progress=not args.no_progress,
+                                 device=resolve_device(args.device))
         from rlmusic.harmony.checkpoint import read_harmony_meta
 
         metrics = read_harmony_meta(args.out)["provenance"]["metrics"]

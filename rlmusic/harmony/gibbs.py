@@ -33,7 +33,7 @@ def training_masks(batch: int, steps: int, generator: torch.Generator,
                    mix: tuple[float, ...] = MASK_MIX) -> torch.Tensor:
     """(batch, 4, steps) bool, True where a cell is masked (to be predicted)."""
     kinds = torch.multinomial(torch.tensor(mix), batch, replacement=True, generator=generator)
-    masks = torch.zeros(batch, 4, steps, dtype=torch.bool)
+    masks = torch.zeros(batch, 4, steps, dtype=torch.bool)  # on CPU: the caller moves it
     for b, kind in enumerate(kinds.tolist()):
         if kind == 0:
             rate = torch.rand((), generator=generator)

@@ -2,12 +2,15 @@
 the four-voice roll that predicts every masked cell from all the cells it can see.
 
 Reads in the order of the architecture: config -> per-voice token embeddings (a ``MASK``
-token marks the cells to fill) and the position in the bar -> a stack of residual
-dilated 1-D convolutions along time (each frame sees +-``receptive_field`` frames) ->
-one head per voice. Coconet convolves over (time, pitch) with a one-hot pitch axis; here
-each voice's token is embedded (so REST and HOLD are tokens like the pitches, as in the
-melody representation) and the network convolves along time only: a small model that
-trains on one CPU thread in minutes. It is trained as an orderless NADE (any subset of
+token marks the cells to fill), the pitch each voice sounds at each frame (carried
+through its HOLDs; unknown after a masked cell) and the position in the bar -> a stack
+of residual dilated 1-D convolutions along time (each frame sees +-``receptive_field``
+frames) -> one head per voice. Coconet convolves over (time, pitch) with a one-hot pitch
+axis, where a held note shows its pitch in every frame; here each voice's token is
+embedded (REST and HOLD are tokens like the pitches, as in the melody representation),
+so the sounding pitch is given beside it (without it a chord's pitches were invisible
+wherever the voices held), and the network convolves along time only: a small model
+that trains on one CPU thread in minutes. It is trained as an orderless NADE (any subset of
 cells masked, ``rlmusic.harmony.gibbs.training_masks``) and sampled with blocked Gibbs
 (``rlmusic.harmony.gibbs.gibbs_fill``).
 """
@@ -58,6 +61,19 @@ class MaskedConfig:
         return cls(**data)
 
 
+def context_start(tokens, frame: int) -> int:
+    """The first frame a prediction at ``frame`` or later needs from the left: ``frame``,
+    moved back to the onset of every note still sounding there (the sounding pitch comes
+    from the onset). tokens (4, T)."""
+    start = frame
+    for row in tokens:
+        k = frame
+        while k > 0 and int(row[k]) == Vocabulary.HOLD:
+            k -= 1
+        start = min(start, k)
+    return start
+
+
 class Block(nn.Module):
     """LayerNorm -> dilated conv -> GELU -> 1x1 conv -> dropout, added back (residual)."""
 
@@ -88,6 +104,7 @@ class MaskedHarmonizer(nn.Module):
         v = config.vocab
         self.mask_token = v.size  # input-only: a cell to fill
         self.embed = nn.Embedding(4 * (v.size + 1), config.embed_dim)
+        self.sound = nn.Embedding(4 * (v.size + 1), config.embed_dim)  # sounding pitch, REST, or unknown
         self.position = nn.Embedding(MAX_BAR_STEPS, 4 * config.embed_dim)
         self.inp = nn.Linear(4 * config.embed_dim, config.channels)
         self.blocks = nn.ModuleList(
@@ -109,7 +126,7 @@ class MaskedHarmonizer(nn.Module):
         -> logits (B, 4, T, V)."""
         b, _, t = tokens.shape
         offsets = torch.arange(4, device=tokens.device)[None, :, None] * (self.mask_token + 1)
-        x = self.embed(tokens + offsets)  # (B, 4, T, E)
+        x = self.embed(tokens + offsets) + self.sound(self.sounding(tokens) + offsets)  # (B, 4, T, E)
         x = x.permute(0, 2, 1, 3).reshape(b, t, -1)  # (B, T, 4E)
         x = self.inp(x + self.position(position % MAX_BAR_STEPS))  # (B, T, C)
         x = x.transpose(1, 2)  # (B, C, T)
@@ -118,6 +135,16 @@ class MaskedHarmonizer(nn.Module):
         x = self.norm(x.transpose(1, 2))  # (B, T, C)
         logits = self.head(x).reshape(b, t, 4, -1)  # (B, T, 4, V)
         return logits.permute(0, 2, 1, 3)  # (B, 4, T, V)
+
+    def sounding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What each voice sounds at each frame: (B, 4, T) -> (B, 4, T), the token of the
+        note's onset carried through its HOLDs (REST for a rest, a HOLD with nothing to
+        hold, and ``mask_token`` when the onset is masked)."""
+        t = tokens.shape[-1]
+        steps = torch.arange(t, device=tokens.device).expand_as(tokens)
+        last = torch.where(tokens != Vocabulary.HOLD, steps, torch.zeros_like(steps)).cummax(dim=-1).values
+        out = tokens.gather(-1, last)  # the last non-HOLD token at or before each frame
+        return torch.where(out == Vocabulary.HOLD, torch.full_like(out, Vocabulary.REST), out)
 
     @torch.no_grad()
     def atb_log_probs(self, soprano: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

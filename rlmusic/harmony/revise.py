@@ -25,6 +25,7 @@ import torch
 
 from rlmusic.corpus.chorales import bar_positions
 from rlmusic.harmony.gibbs import GibbsConfig, gibbs_fill
+from rlmusic.harmony.masked import context_start
 from rlmusic.harmony.repair import repair
 from rlmusic.harmony.voice_leading import VOICES
 from rlmusic.music.representation import Vocabulary
@@ -117,8 +118,10 @@ def revise_voice(model, tokens: np.ndarray, voice: int | str, start: int, end: i
         voice = VOICES.index(voice)
     tokens = np.asarray(tokens, dtype=np.int64)
     check_span(start, end, tokens.shape[1])
-    # only frames within the receptive field of the span reach it: the rest need no forward
-    lo, hi = max(start - model.config.receptive_field, 0), min(end + model.config.receptive_field, tokens.shape[1])
+    # only frames within the receptive field of the span reach it (and, to the left, the
+    # onsets of the notes sounding where it begins): the rest need no forward
+    lo = context_start(tokens, max(start - model.config.receptive_field, 0))
+    hi = min(end + model.config.receptive_field, tokens.shape[1])
     window = torch.from_numpy(tokens[:, lo:hi].copy())[None]
     target = torch.zeros_like(window, dtype=torch.bool)
     target[0, voice, start - lo: end - lo] = True

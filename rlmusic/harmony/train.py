@@ -73,7 +73,7 @@ def crops(chorales: list[Chorale], batch: int, length: int, rng: np.random.Gener
 
 def masked_loss(model, tokens, position, real, generator) -> torch.Tensor:
     """Cross-entropy over the masked real cells, averaged per example, then over the batch."""
-    masks = training_masks(tokens.shape[0], tokens.shape[2], generator) & real[:, None, :]
+    masks = training_masks(tokens.shape[0], tokens.shape[2], generator).to(tokens.device) & real[:, None, :]
     logits = model(tokens.masked_fill(masks, model.mask_token), position)  # (B, 4, T, V)
     nll = torch.nn.functional.cross_entropy(logits.permute(0, 3, 1, 2), tokens, reduction="none")  # (B, 4, T)
     per_example = (nll * masks).sum(dim=(1, 2)) / masks.sum(dim=(1, 2)).clamp(min=1)
@@ -95,7 +95,7 @@ def lr_at(step: int, config: HarmonyTrainConfig) -> float:
 
 
 def train_harmonizer(corpus: ChoraleCorpus, config: HarmonyTrainConfig, out: str | Path,
-                     progress: bool = True, log=print):
+                     progress: bool = True, log=print, device: str | torch.device = "cpu"):
     """Train, keep the best model (by ``valid_atb_nll_per_frame``) in ``out``; returns it."""
     from tqdm import tqdm
 
@@ -104,7 +104,7 @@ def train_harmonizer(corpus: ChoraleCorpus, config: HarmonyTrainConfig, out: str
     seed_everything(config.seed)
     vocab = corpus.vocab
     model = build_harmonizer(config.kind, {"min_pitch": vocab.min_pitch, "max_pitch": vocab.max_pitch,
-                                           **config.model})
+                                           **config.model}).to(device)
     train, valid = corpus.split("train"), corpus.split("valid")
     length = model.config.window if config.kind == "feedforward" else config.crop
     rng = np.random.default_rng(config.seed)
@@ -121,7 +121,7 @@ def train_harmonizer(corpus: ChoraleCorpus, config: HarmonyTrainConfig, out: str
         for step in tqdm(range(config.steps), desc="harmony train", disable=not progress, dynamic_ncols=True):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, config)
-            tokens, position, real = crops(train, config.batch_size, length, rng, vocab)
+            tokens, position, real = (x.to(device) for x in crops(train, config.batch_size, length, rng, vocab))
             if config.kind == "masked":
                 loss = masked_loss(model, tokens, position, real, generator)
             else:
@@ -146,7 +146,7 @@ def train_harmonizer(corpus: ChoraleCorpus, config: HarmonyTrainConfig, out: str
                                                                             "train_seconds": seconds}))
     from rlmusic.harmony.checkpoint import load_harmonizer
 
-    return load_harmonizer(out)
+    return load_harmonizer(out, device)
 
 
 def provenance(corpus: ChoraleCorpus, config: HarmonyTrainConfig, metrics: dict[str, float]) -> Provenance:
