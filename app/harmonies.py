@@ -31,7 +31,7 @@ from rlmusic.harmony.midi_io import melody_track, read_score, write_midi
 from rlmusic.harmony.revise import revise_voice
 from rlmusic.harmony.voice_leading import voice_leading
 from rlmusic.music.representation import DEFAULT_VOCAB, Note, notes_to_tokens, tokens_to_notes
-from rlmusic.runtime import home
+from rlmusic.runtime import home, set_threads
 
 INSTRUMENTS = "choir"  # every version is heard on the same instruments, so timbre never sways a rating
 COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")  # soprano, alto, tenor, bass
@@ -39,7 +39,9 @@ COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")  # soprano, alto, tenor, 
 
 @st.cache_resource(show_spinner=False)
 def model():
-    """The shipped harmony model, loaded once per server."""
+    """The shipped harmony model, loaded once per server (torch on one thread, as every
+    command by default: spinning threads collapse on a busy machine, docs/benchmarks.md)."""
+    set_threads(1)
     return load_harmonizer()
 
 

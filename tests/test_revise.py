@@ -64,22 +64,23 @@ def test_a_note_held_across_the_end_of_the_span_is_struck_again():
 
 def test_rescoring_with_the_rest_joins_better_than_sampling_blind():
     prior = load_model()
-    melodies = [t[:64] for t in load_corpus("irish", progress=False).split("test") if len(t) >= 64][:6]
+    melodies = [t[:64] for t in load_corpus("irish", progress=False).split("test") if len(t) >= 64][:4]
     blind, rescored = [], []
     for i, tokens in enumerate(melodies):
         for seed in range(3):
             blind.append(revise_melody(prior, tokens, 16, 32, seed=100 * i + seed, candidates=1)[1])
-            rescored.append(revise_melody(prior, tokens, 16, 32, seed=100 * i + seed, candidates=32)[1])
+            rescored.append(revise_melody(prior, tokens, 16, 32, seed=100 * i + seed, candidates=16)[1])
     nll = [np.mean([r["suffix_nll_per_step"] for r in runs]) for runs in (blind, rescored)]
     assert nll[1] < nll[0] - 0.05
-    assert all(r["effective_sample_size"] <= 32 for r in rescored)
+    assert all(r["effective_sample_size"] <= 16 for r in rescored)
 
 
 def test_revising_one_voice_of_a_harmonisation_keeps_the_other_voices(tmp_path, capsys):
     satb = tmp_path / "satb.mid"
-    assert main(["harmonize", str(DATA / "melody.mid"), "--out", str(satb)]) == 0
+    fast = ["--gibbs-steps", "16", "--repair-rounds", "4"]  # the invariants, not the quality, are tested here
+    assert main(["harmonize", str(DATA / "melody.mid"), "--out", str(satb), *fast]) == 0
     out = tmp_path / "tenor.mid"
-    assert main(["revise", str(satb), "--voice", "tenor", "--steps", "8:40", "--out", str(out)]) == 0
+    assert main(["revise", str(satb), "--voice", "tenor", "--steps", "8:40", "--out", str(out), *fast]) == 0
     assert "tenor steps 8..39" in capsys.readouterr().out
     before, after = read_score(satb), read_score(out)
     for v, (x, y) in enumerate(zip(before.tracks, after.tracks)):
