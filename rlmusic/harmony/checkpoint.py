@@ -15,7 +15,7 @@ import torch
 
 from rlmusic.harmony.feedforward import FeedforwardConfig, FeedforwardHarmonizer
 from rlmusic.harmony.masked import MaskedConfig, MaskedHarmonizer
-from rlmusic.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Provenance
+from rlmusic.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Provenance, write_model_dir
 from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
 
 FORMAT_VERSION = 1
@@ -40,19 +40,9 @@ def build_harmonizer(kind: str, config: dict[str, Any] | None = None) -> Harmoni
 
 def save_harmonizer(model: Harmonizer, directory: str | Path, provenance: Provenance | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (atomically, via temp files)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {"format_version": FORMAT_VERSION, "kind": model.kind, "model": asdict(model.config),
             "vocabulary": model.vocab.to_dict(), "provenance": asdict(provenance or Provenance(kind="harmony"))}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
-    save_file(tensors, str(tmp_w))
-    tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp_w.replace(directory / WEIGHTS_FILE)
-    tmp_c.replace(directory / CONFIG_FILE)
-    return directory
+    return write_model_dir(directory, meta, model)
 
 
 def read_harmony_meta(directory: str | Path) -> dict[str, Any]:

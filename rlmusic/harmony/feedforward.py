@@ -11,13 +11,13 @@ averaged where they overlap (``atb_log_probs``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from rlmusic.harmony.masked import MAX_BAR_STEPS
+from rlmusic.harmony.masked import MAX_BAR_STEPS, config_from_dict
 from rlmusic.music.representation import Vocabulary
 
 
@@ -37,14 +37,7 @@ class FeedforwardConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeedforwardConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown feedforward config keys {unknown}; valid: {sorted(known)}")
-        data = dict(data)
-        if "hidden" in data:
-            data["hidden"] = tuple(int(h) for h in data["hidden"])
-        return cls(**data)
+        return config_from_dict(cls, data, tuples=("hidden",))
 
 
 class FeedforwardHarmonizer(nn.Module):

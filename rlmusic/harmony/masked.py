@@ -28,6 +28,16 @@ from rlmusic.music.representation import Vocabulary
 MAX_BAR_STEPS = 48  # positions in a bar the model tells apart (12/8 at 16ths); longer bars wrap
 
 
+def config_from_dict(cls, data: dict[str, Any], tuples: tuple[str, ...] = ()):
+    """A harmony model config from its saved keys (lists back to tuples); an unknown key
+    raises with the valid ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid: {sorted(known)}")
+    return cls(**{k: tuple(int(x) for x in v) if k in tuples else v for k, v in data.items()})
+
+
 @dataclass
 class MaskedConfig:
     """Everything needed to rebuild a MaskedHarmonizer; saved in its model directory."""
@@ -51,14 +61,7 @@ class MaskedConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MaskedConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown masked-model config keys {unknown}; valid: {sorted(known)}")
-        data = dict(data)
-        if "dilations" in data:
-            data["dilations"] = tuple(int(d) for d in data["dilations"])
-        return cls(**data)
+        return config_from_dict(cls, data, tuples=("dilations",))
 
 
 def context_start(tokens, frame: int) -> int:

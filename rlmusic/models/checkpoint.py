@@ -42,16 +42,22 @@ class Provenance:
 
 def save_model(model: MelodyLSTM, directory: str | Path, provenance: Provenance | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (atomically, via temp files)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
         "model": asdict(model.config),
         "vocabulary": model.vocab.to_dict(),
         "provenance": asdict(provenance or Provenance()),
     }
+    return write_model_dir(directory, meta, model)
+
+
+def write_model_dir(directory: str | Path, meta: dict[str, Any], model: torch.nn.Module) -> Path:
+    """A model directory: ``meta`` as ``config.json`` and the weights as
+    ``model.safetensors``, each via a temporary file and a rename."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp_w, tmp_c = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_w))
