@@ -13,7 +13,7 @@ Modules, one concept each:
   backup      backups: a copy of a SQLite file, pg_dump for PostgreSQL
   files       a clip's files: content hashes, and what the app may serve
   checks      the values judgements are made of (rater names, stars, tags, clip ids)
-  queue       models, clips, next_clip / next_pair
+  queue       models, clips (melodies and harmonies), next_clip / next_pair, list_clips
   ratings     raters, star ratings (+ history), pairwise comparisons
   bulk        many judgements at once: set-based batches in a fixed lock order
   rows        judgements as plain rows for the reward model, a rating's history
@@ -58,12 +58,13 @@ from db.jobs import (
     set_round_tuned_model,
     update_job,
 )
-from db.models import JOB_ORIGINS, JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
+from db.models import CLIP_KINDS, JOB_ORIGINS, JOB_STATUSES, MODEL_KINDS, RATING_TAGS, WINNERS
 from db.queue import (
     ClipInfo,
     clips_of_model,
     enqueue_clips,
     get_clip,
+    list_clips,
     list_models,
     next_clip,
     next_pair,
@@ -91,6 +92,7 @@ from db.schema import (
 
 __all__ = [
     "JOB_ORIGINS",
+    "CLIP_KINDS",
     "JOB_STATUSES",
     "MODEL_KINDS",
     "RATING_TAGS",
@@ -124,6 +126,7 @@ __all__ = [
     "head_revision",
     "import_ratings",
     "job_points",
+    "list_clips",
     "list_jobs",
     "list_models",
     "list_raters",

@@ -50,7 +50,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-MODEL_KINDS = ("prior", "tuned")
+MODEL_KINDS = ("prior", "tuned", "harmony")
+# What a clip holds (revision 0005): a melody, or a four-voice harmonisation whose
+# ``voices`` are soprano, alto, tenor and bass (``tokens`` is then its soprano).
+CLIP_KINDS = ("melody", "harmony")
 WINNERS = ("a", "b", "tie")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_ORIGINS = ("queue", "cli", "sweep")  # who runs a job: a worker, a command, a sweep
@@ -106,7 +109,7 @@ class Model(Base):
     """A model directory (prior or tuned) whose samples enter the rating queue."""
 
     __tablename__ = "models"
-    __table_args__ = (CheckConstraint("kind IN ('prior', 'tuned')", name="kind"),)
+    __table_args__ = (CheckConstraint("kind IN ('prior', 'tuned', 'harmony')", name="kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))  # display name (directory basename by default)
@@ -123,6 +126,7 @@ class Clip(Base):
     __tablename__ = "clips"
     __table_args__ = (
         CheckConstraint("steps > 0", name="steps_positive"),
+        CheckConstraint("kind IN ('melody', 'harmony')", name="kind"),
         # next_clip(order="fewest"): walk clips by rating count, oldest first.
         Index("ix_clips_queue_fewest", "n_ratings", "id"),
         # next_clip(order="priority"): highest priority first, then fewest ratings.
@@ -136,6 +140,9 @@ class Clip(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     tokens: Mapped[list[int]] = mapped_column(JSON)  # token ids, one per 16th-note step
+    # one of CLIP_KINDS; the rating queues (next_clip, next_pair) serve one kind at a time
+    kind: Mapped[str] = mapped_column(String(16), default="melody", server_default="melody")
+    voices: Mapped[list[list[int]] | None] = mapped_column(JSON)  # harmony: S, A, T, B rows (its model's vocabulary)
     steps: Mapped[int] = mapped_column(Integer)  # len(tokens); pairs are made within one length
     midi_path: Mapped[str] = mapped_column(String(1024))
     audio_path: Mapped[str | None] = mapped_column(String(1024))  # OGG/WAV, set once rendered

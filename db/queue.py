@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from db.checks import rater_key
 from db.engine import retrying, retrying_connection, session_scope
 from db.files import sha256_file
-from db.models import MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
+from db.models import CLIP_KINDS, MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
 
 NEXT_CLIP_ORDERS = ("fewest", "priority")
 PAIR_CANDIDATES = 64  # first clips tried as "A" per round trip of next_pair
@@ -38,6 +38,8 @@ class ClipInfo:
     seed: int | None
     midi_sha256: str | None = None  # SHA-256 of the MIDI file when the clip was stored
     audio_sha256: str | None = None  # SHA-256 of audio_path's file when it was recorded
+    kind: str = "melody"  # one of CLIP_KINDS
+    voices: list[list[int]] | None = None  # a harmony's four token rows (soprano first)
 
 
 def _clip_info(clip: Clip) -> ClipInfo:
@@ -52,6 +54,8 @@ def _clip_info(clip: Clip) -> ClipInfo:
         seed=clip.seed,
         midi_sha256=clip.midi_sha256,
         audio_sha256=clip.audio_sha256,
+        kind=clip.kind,
+        voices=None if clip.voices is None else [list(v) for v in clip.voices],
     )
 
 
@@ -70,7 +74,7 @@ def register_model(
         name: display name in the app and dashboards.
         directory: the model directory; its absolute path is the model's identity, so
             registering the same directory again returns the existing id unchanged.
-        kind: ``"prior"`` or ``"tuned"``.
+        kind: ``"prior"``, ``"tuned"`` or ``"harmony"`` (a model that writes harmonisations).
         parent_id: id of the model this one was tuned from (None for a prior).
         provenance: free JSON (corpus, reward model, git commit...), as in config.json.
     """
@@ -131,15 +135,32 @@ def _check_tokens(index: int, tokens: Any) -> list[int]:
     return out
 
 
+def _check_voices(index: int, kind: Any, voices: Any, tokens: list[int]) -> list[list[int]] | None:
+    if kind not in CLIP_KINDS:
+        raise ValueError(f"clip {index}: kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")
+    if kind == "melody":
+        if voices is not None:
+            raise ValueError(f"clip {index}: a melody clip has no voices")
+        return None
+    if not isinstance(voices, list | tuple) or len(voices) != 4:
+        raise ValueError(f"clip {index}: a harmony needs voices, four token rows (soprano, alto, tenor, bass)")
+    rows = [_check_tokens(index, row) for row in voices]
+    if any(len(row) != len(tokens) for row in rows):
+        raise ValueError(f"clip {index}: every voice must have {len(tokens)} steps, got {[len(r) for r in rows]}")
+    return rows
+
+
 def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, Any]]) -> list[int]:
     """Add generated clips of one model to the rating queue; returns their ids in order.
 
     Each clip is a mapping with ``tokens`` (list of token ids), ``midi_path``, and
     optionally ``steps`` (defaults to ``len(tokens)``; must equal it when given),
-    ``audio_path`` (None until rendered) and ``seed``. The SHA-256 of the MIDI and audio
-    files is recorded as they are now (``midi_sha256`` / ``audio_sha256`` may give it;
-    None for a file that is not there): the files must never change afterwards
-    (``db/files.py``). All are added in one transaction.
+    ``audio_path`` (None until rendered), ``seed``, ``kind`` (``"melody"``, the default,
+    or ``"harmony"``) and, for a harmony, ``voices`` (four token rows of ``steps`` each,
+    soprano first, in its harmony model's vocabulary; ``tokens`` is then the soprano as a
+    melody). The SHA-256 of the MIDI and audio files is recorded as they are now
+    (``midi_sha256`` / ``audio_sha256`` may give it; None for a file that is not there): the
+    files must never change afterwards (``db/files.py``). All are added in one transaction.
     """
     rows = []
     for i, clip in enumerate(clips):
@@ -151,6 +172,8 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
             raise ValueError(f"clip {i}: midi_path {clip.get('midi_path')!r} is empty")
         seed = clip.get("seed")
         audio = clip.get("audio_path")
+        kind = clip.get("kind", "melody")
+        voices = _check_voices(i, kind, clip.get("voices"), tokens)
         rows.append(
             {
                 "model_id": model_id,
@@ -161,6 +184,8 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
                 "seed": None if seed is None else int(seed),
                 "midi_sha256": clip.get("midi_sha256") or sha256_file(clip["midi_path"]),
                 "audio_sha256": clip.get("audio_sha256") or sha256_file(audio),
+                "kind": kind,
+                "voices": voices,
             }
         )
 
@@ -253,6 +278,7 @@ def next_clip(
     order: Literal["fewest", "priority"] = "fewest",
     exclude: Iterable[int] = (),
     require_audio: bool = False,
+    kind: str = "melody",
 ) -> ClipInfo | None:
     """The clip ``rater`` should rate next, or None when they have rated everything.
 
@@ -265,12 +291,14 @@ def next_clip(
             ``set_clip_priority``), then as ``"fewest"``.
         exclude: clip ids to skip (e.g. the clip on screen in another tab).
         require_audio: only clips whose audio has been rendered.
+        kind: only clips of this kind (``"melody"`` or ``"harmony"``).
     """
+    _check_kind(kind)
     if order not in NEXT_CLIP_ORDERS:
         raise ValueError(f"order {order!r} is not one of {', '.join(NEXT_CLIP_ORDERS)}")
     exclude = list(exclude)
     with session_scope(engine) as session:
-        query = select(Clip)
+        query = select(Clip).where(Clip.kind == kind)
         rater_id = _rater_id(session, rater)
         if rater_id is not None:
             rated = exists().where(Rating.clip_id == Clip.id, Rating.rater_id == rater_id)
@@ -292,6 +320,7 @@ def next_pair(
     rater: str,
     *,
     require_audio: bool = False,
+    kind: str = "melody",
 ) -> tuple[ClipInfo, ClipInfo] | None:
     """Two clips ``rater`` has not compared together, or None when there are none.
 
@@ -303,12 +332,14 @@ def next_pair(
     Args:
         rater: rater name (need not exist yet).
         require_audio: only clips whose audio has been rendered.
+        kind: only clips of this kind (``"melody"`` or ``"harmony"``).
     """
+    _check_kind(kind)
     with session_scope(engine) as session:
         rater_id = _rater_id(session, rater)
         model_ids = list(session.scalars(select(Model.id)))
         # Light rows while searching; the two full clips are loaded at the end.
-        base = select(Clip.id, Clip.steps, Clip.model_id)
+        base = select(Clip.id, Clip.steps, Clip.model_id).where(Clip.kind == kind)
         if require_audio:
             base = base.where(Clip.audio_path.is_not(None))
         offset = 0
@@ -319,7 +350,7 @@ def next_pair(
             if not candidates:
                 return None
             for a_id, a_steps, a_model in candidates:
-                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id)
+                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id, Clip.kind == kind)
                 if require_audio:
                     query = query.where(Clip.audio_path.is_not(None))
                 if rater_id is not None:
@@ -351,14 +382,33 @@ def next_pair(
             offset += PAIR_CANDIDATES
 
 
-def queue_size(engine: Engine, rater: str | None = None) -> int:
-    """Clips ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
+def queue_size(engine: Engine, rater: str | None = None, kind: str = "melody") -> int:
+    """Clips of ``kind`` ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
+    _check_kind(kind)
     with session_scope(engine) as session:
         if rater is None:
-            return session.scalar(select(func.count()).where(Clip.n_ratings == 0)) or 0
-        total = session.scalar(select(func.count(Clip.id))) or 0
+            return session.scalar(select(func.count()).where(Clip.n_ratings == 0, Clip.kind == kind)) or 0
+        total = session.scalar(select(func.count(Clip.id)).where(Clip.kind == kind)) or 0
         rater_id = _rater_id(session, rater)
         if rater_id is None:
             return total
-        rated = session.scalar(select(func.count()).where(Rating.rater_id == rater_id)) or 0
+        rated = session.scalar(
+            select(func.count()).select_from(Rating).join(Clip, Clip.id == Rating.clip_id)
+            .where(Rating.rater_id == rater_id, Clip.kind == kind)
+        ) or 0
         return total - rated
+
+
+def list_clips(engine: Engine, kind: str = "melody", limit: int = 50) -> list[ClipInfo]:
+    """The newest ``limit`` clips of ``kind``, newest first (e.g. to pick one to harmonise)."""
+    _check_kind(kind)
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    with session_scope(engine) as session:
+        clips = session.scalars(select(Clip).where(Clip.kind == kind).order_by(Clip.id.desc()).limit(limit))
+        return [_clip_info(c) for c in clips]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in CLIP_KINDS:
+        raise ValueError(f"clip kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")

@@ -13,7 +13,8 @@ from db.engine import session_scope
 from db.models import Clip, Comparison, Rater, Rating, RatingHistory
 
 
-def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None,
+              kind: str | None = "melody") -> list[dict[str, Any]]:
     """Star ratings as plain rows for the reward model, by rating id.
 
     Each row: ``rating_id``, ``clip_id``, ``rater``, ``rater_id``, ``stars``, ``tags``,
@@ -21,6 +22,8 @@ def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None) -> lis
 
     Args:
         rating_ids: only these ratings (e.g. a round's); None for all.
+        kind: only ratings of clips of this kind (``"melody"``: what the melody reward
+            model fits on; ``"harmony"``; None: every clip).
     """
     query = (
         select(Rating, Rater.name, Clip.tokens, Clip.steps, Clip.model_id)
@@ -28,6 +31,8 @@ def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None) -> lis
         .join(Clip, Clip.id == Rating.clip_id)
         .order_by(Rating.id)
     )
+    if kind is not None:
+        query = query.where(Clip.kind == kind)
     with session_scope(engine) as session:
         ids = None if rating_ids is None else sorted(set(rating_ids))
         chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
@@ -53,7 +58,7 @@ def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None) -> lis
 
 
 def pair_rows(
-    engine: Engine, *, comparison_ids: Iterable[int] | None = None
+    engine: Engine, *, comparison_ids: Iterable[int] | None = None, kind: str | None = "melody"
 ) -> list[dict[str, Any]]:
     """Pairwise comparisons as plain rows for the reward model, by comparison id.
 
@@ -63,6 +68,7 @@ def pair_rows(
 
     Args:
         comparison_ids: only these comparisons (e.g. a round's); None for all.
+        kind: only comparisons of clips of this kind (as ``star_rows``).
     """
     clip_a, clip_b = aliased(Clip), aliased(Clip)
     query = (
@@ -72,6 +78,8 @@ def pair_rows(
         .join(clip_b, clip_b.id == Comparison.clip_b_id)
         .order_by(Comparison.id)
     )
+    if kind is not None:
+        query = query.where(clip_a.kind == kind)
     with session_scope(engine) as session:
         ids = None if comparison_ids is None else sorted(set(comparison_ids))
         chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]

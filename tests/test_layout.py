@@ -115,6 +115,8 @@ FORBIDDEN = {
     "rlmusic.models": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.jobs", "rlmusic.cli",
                        "envs", "db", "app"),
     "rlmusic.evaluation": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "envs", "db", "app"),
+    "rlmusic.harmony": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.jobs", "rlmusic.cli",
+                        "envs", "db", "app"),
     "envs": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "db", "app"),
     "rlmusic.tuning": ("rlmusic.feedback", "rlmusic.jobs", "rlmusic.cli", "db", "app"),
     "rlmusic.feedback": ("rlmusic.jobs", "rlmusic.cli", "db", "app"),
@@ -122,7 +124,7 @@ FORBIDDEN = {
     "rlmusic.jobs": ("rlmusic.cli", "app"),
     "db": ("rlmusic", "envs", "app"),
     "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.models.vae_train",
-            "rlmusic.jobs", "rlmusic.cli", "envs"),
+            "rlmusic.harmony.train", "rlmusic.jobs", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
     "rlmusic.fileio": ("rlmusic", "envs", "db", "app"),
 }

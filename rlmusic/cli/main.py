@@ -31,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "database schema: upgrade, current, downgrade"),
     "ratings": ("ratings", "import/export ratings as CSV"),
     "app": ("app", "serve the Streamlit listening app"),
+    "harmonize": ("harmonize", "four-voice harmonisation of a melody (soprano kept) with its voice-leading report"),
+    "revise": ("revise", "regenerate a span of a melody (or of one voice of a harmonisation), keep the rest"),
+    "harmony": ("harmony", "four-voice chorale corpus, train and evaluate harmony models"),
 }
 
 

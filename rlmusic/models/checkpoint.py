@@ -43,26 +43,29 @@ class Provenance:
 
 
 def save_model(model: MelodyLSTM, directory: str | Path, provenance: Provenance | None = None) -> Path:
-    """Write ``model.safetensors`` then ``config.json`` (each atomically, flushed to disk).
+    """Write a MelodyLSTM's model directory (``write_model_dir``)."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": asdict(model.config),
+        "vocabulary": model.vocab.to_dict(),
+        "provenance": asdict(provenance or Provenance()),
+    }
+    return write_model_dir(directory, meta, model)
 
-    ``config.json`` is written last and carries the SHA-256 of the weights, so a crash
-    between the two files (new weights, old config) is caught by ``load_model``.
-    """
+
+def write_model_dir(directory: str | Path, meta: dict[str, Any], model: torch.nn.Module) -> Path:
+    """A model directory: the weights as ``model.safetensors`` then ``meta`` as
+    ``config.json`` (each atomically, flushed to disk). ``config.json`` is written last and
+    carries the SHA-256 of the weights (``weights_sha256``), so a crash between the two
+    files (new weights, old config) is caught by ``load_model``."""
     from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = save(tensors)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "model": asdict(model.config),
-        "vocabulary": model.vocab.to_dict(),
-        "weights_sha256": hashlib.sha256(weights).hexdigest(),
-        "provenance": asdict(provenance or Provenance()),
-    }
     write_atomic(directory / WEIGHTS_FILE, weights)
-    write_json(directory / CONFIG_FILE, meta)
+    write_json(directory / CONFIG_FILE, {**meta, "weights_sha256": hashlib.sha256(weights).hexdigest()})
     return directory
 
 
