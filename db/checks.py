@@ -1,4 +1,4 @@
-"""Checks of the values a judgement is made of, shared by every writer (the app, the
+"""Checks of the values a judgement or a clip is made of, shared by every writer (the app, the
 CSV import, the Python API): each returns the value as stored or raises ``ValueError``
 naming the bad value.
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from numbers import Integral
 from typing import Any
 
-from db.models import RATER_NAME_MAX, RATING_TAGS, WINNERS
+from db.models import CLIP_KINDS, RATER_NAME_MAX, RATING_TAGS, WINNERS
 
 # Unicode categories a name may not hold: control (tab, newline...), format (zero-width
 # space, direction marks...), surrogates, private use, unassigned, line/paragraph separators.
@@ -91,3 +91,35 @@ def pair_verdict(clip_a: int, clip_b: int, winner: str) -> str:
         return "tie"
     winning_clip = clip_a if winner == "a" else clip_b
     return "lo" if winning_clip == min(clip_a, clip_b) else "hi"
+
+
+def check_clip_tokens(index: int, tokens: Any) -> list[int]:
+    if not isinstance(tokens, list | tuple) or not tokens:
+        raise ValueError(
+            f"clip {index}: tokens must be a non-empty list of ints, got {tokens!r:.80}"
+        )
+    out = []
+    for t in tokens:
+        if isinstance(t, bool) or not isinstance(t, Integral):  # numpy ints are Integral
+            raise ValueError(f"clip {index}: token {t!r} is not an int")
+        out.append(int(t))
+    return out
+
+
+def check_clip_voices(index: int, kind: Any, voices: Any, tokens: list[int]) -> list[list[int]] | None:
+    if kind not in CLIP_KINDS:
+        raise ValueError(f"clip {index}: kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")
+    if kind == "melody":
+        if voices is not None:
+            raise ValueError(f"clip {index}: a melody clip has no voices")
+        return None
+    if not isinstance(voices, list | tuple) or len(voices) != 4:
+        raise ValueError(f"clip {index}: a harmony needs voices, four token rows (soprano, alto, tenor, bass)")
+    rows = [check_clip_tokens(index, row) for row in voices]
+    if any(len(row) != len(tokens) for row in rows):
+        raise ValueError(f"clip {index}: every voice must have {len(tokens)} steps, got {[len(r) for r in rows]}")
+    return rows
+
+def check_clip_kind(kind: str) -> None:
+    if kind not in CLIP_KINDS:
+        raise ValueError(f"clip kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")

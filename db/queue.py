@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from db.checks import rater_key
+from db.checks import check_clip_kind, check_clip_tokens, check_clip_voices, rater_key
 from db.engine import retrying, retrying_connection, session_scope
 from db.files import sha256_file
-from db.models import CLIP_KINDS, MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
+from db.models import MODEL_KINDS, Clip, Comparison, Model, Rater, Rating
 
 NEXT_CLIP_ORDERS = ("fewest", "priority")
 PAIR_CANDIDATES = 64  # first clips tried as "A" per round trip of next_pair
@@ -122,34 +121,6 @@ def list_models(engine: Engine) -> list[dict[str, Any]]:
         ]
 
 
-def _check_tokens(index: int, tokens: Any) -> list[int]:
-    if not isinstance(tokens, list | tuple) or not tokens:
-        raise ValueError(
-            f"clip {index}: tokens must be a non-empty list of ints, got {tokens!r:.80}"
-        )
-    out = []
-    for t in tokens:
-        if isinstance(t, bool) or not isinstance(t, Integral):  # numpy ints are Integral
-            raise ValueError(f"clip {index}: token {t!r} is not an int")
-        out.append(int(t))
-    return out
-
-
-def _check_voices(index: int, kind: Any, voices: Any, tokens: list[int]) -> list[list[int]] | None:
-    if kind not in CLIP_KINDS:
-        raise ValueError(f"clip {index}: kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")
-    if kind == "melody":
-        if voices is not None:
-            raise ValueError(f"clip {index}: a melody clip has no voices")
-        return None
-    if not isinstance(voices, list | tuple) or len(voices) != 4:
-        raise ValueError(f"clip {index}: a harmony needs voices, four token rows (soprano, alto, tenor, bass)")
-    rows = [_check_tokens(index, row) for row in voices]
-    if any(len(row) != len(tokens) for row in rows):
-        raise ValueError(f"clip {index}: every voice must have {len(tokens)} steps, got {[len(r) for r in rows]}")
-    return rows
-
-
 def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, Any]]) -> list[int]:
     """Add generated clips of one model to the rating queue; returns their ids in order.
 
@@ -164,7 +135,7 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
     """
     rows = []
     for i, clip in enumerate(clips):
-        tokens = _check_tokens(i, clip.get("tokens"))
+        tokens = check_clip_tokens(i, clip.get("tokens"))
         steps = int(clip.get("steps", len(tokens)))
         if steps != len(tokens):
             raise ValueError(f"clip {i}: steps {steps!r} != len(tokens) {len(tokens)}")
@@ -173,7 +144,7 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
         seed = clip.get("seed")
         audio = clip.get("audio_path")
         kind = clip.get("kind", "melody")
-        voices = _check_voices(i, kind, clip.get("voices"), tokens)
+        voices = check_clip_voices(i, kind, clip.get("voices"), tokens)
         rows.append(
             {
                 "model_id": model_id,
@@ -293,7 +264,7 @@ def next_clip(
         require_audio: only clips whose audio has been rendered.
         kind: only clips of this kind (``"melody"`` or ``"harmony"``).
     """
-    _check_kind(kind)
+    check_clip_kind(kind)
     if order not in NEXT_CLIP_ORDERS:
         raise ValueError(f"order {order!r} is not one of {', '.join(NEXT_CLIP_ORDERS)}")
     exclude = list(exclude)
@@ -334,7 +305,7 @@ def next_pair(
         require_audio: only clips whose audio has been rendered.
         kind: only clips of this kind (``"melody"`` or ``"harmony"``).
     """
-    _check_kind(kind)
+    check_clip_kind(kind)
     with session_scope(engine) as session:
         rater_id = _rater_id(session, rater)
         model_ids = list(session.scalars(select(Model.id)))
@@ -384,7 +355,7 @@ def next_pair(
 
 def queue_size(engine: Engine, rater: str | None = None, kind: str = "melody") -> int:
     """Clips of ``kind`` ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
-    _check_kind(kind)
+    check_clip_kind(kind)
     with session_scope(engine) as session:
         if rater is None:
             return session.scalar(select(func.count()).where(Clip.n_ratings == 0, Clip.kind == kind)) or 0
@@ -401,14 +372,10 @@ def queue_size(engine: Engine, rater: str | None = None, kind: str = "melody") -
 
 def list_clips(engine: Engine, kind: str = "melody", limit: int = 50) -> list[ClipInfo]:
     """The newest ``limit`` clips of ``kind``, newest first (e.g. to pick one to harmonise)."""
-    _check_kind(kind)
+    check_clip_kind(kind)
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     with session_scope(engine) as session:
         clips = session.scalars(select(Clip).where(Clip.kind == kind).order_by(Clip.id.desc()).limit(limit))
         return [_clip_info(c) for c in clips]
 
-
-def _check_kind(kind: str) -> None:
-    if kind not in CLIP_KINDS:
-        raise ValueError(f"clip kind {kind!r} is not one of {', '.join(CLIP_KINDS)}")

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rlmusic.corpus.cache import SHIPPED_DIR, _atomic_write, cache_dir
+from rlmusic.corpus.cache import SHIPPED_DIR, cache_dir
 from rlmusic.corpus.chorales import CHORALE_VOCAB, Chorale, encode_chorale_item
 from rlmusic.corpus.pieces import SPLIT_NAMES, make_splits
 from rlmusic.corpus.sources import source_items
+from rlmusic.fileio import write_atomic
 from rlmusic.music.representation import Vocabulary
 from rlmusic.runtime import git_commit, now_iso
 
@@ -155,7 +156,7 @@ def save_chorales(corpus: ChoraleCorpus, folder: Path | str, key: str | None = N
                          for c in corpus.chorales]}
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     path = folder / f"{key or corpus.key}.npz"
-    _atomic_write(path, lambda f: np.savez_compressed(f, tokens=tokens, offsets=offsets, meta=blob))
+    write_atomic(path, lambda f: np.savez_compressed(f, tokens=tokens, offsets=offsets, meta=blob), fsync=False)
     return path
 
 
