@@ -1,7 +1,10 @@
 """The listening app: ``rlmusic app`` runs ``streamlit run app/main.py`` (see launch.py).
 
-Four pages: raters *Rate* single clips and *Compare* pairs; researchers read the
-*Dashboard* and queue and follow tuning *Jobs*. Each page only draws and calls ``db/``
+Four pages: raters *Rate* single clips and *Compare* pairs (a blind A/B study's pairs
+first); researchers also read the *Dashboard* (with the studies' results) and queue and
+follow tuning *Jobs*. Who sees which pages is decided here from the session's invite
+(``app.common.viewer``); each page checks it again itself. A session without a valid
+invite sees only the page saying how to get in. Each page only draws and calls ``db/``
 functions.
 """
 
@@ -9,15 +12,20 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import common
+
 VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="rlmusic listening", page_icon=":material/music_note:", layout="centered")
-page = st.navigation(
-    [
-        st.Page(VIEWS / "rate.py", title="Rate", icon=":material/star:", default=True),
-        st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+who = common.viewer(common.engine())
+pages = [
+    st.Page(VIEWS / "rate.py", title="Rate", icon=":material/star:", default=True),
+    st.Page(VIEWS / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+]
+if who is not None and who.researcher:
+    pages += [
         st.Page(VIEWS / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
         st.Page(VIEWS / "jobs.py", title="Jobs", icon=":material/model_training:"),
     ]
-)
+page = st.navigation(pages, position="sidebar" if who is not None else "hidden")
 page.run()

@@ -12,7 +12,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, case, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, exists, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.checks import rater_key
@@ -136,7 +136,8 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
 
     Each clip is a mapping with ``tokens`` (list of token ids), ``midi_path``, and
     optionally ``steps`` (defaults to ``len(tokens)``; must equal it when given),
-    ``audio_path`` (None until rendered) and ``seed``. The SHA-256 of the MIDI and audio
+    ``audio_path`` (None until rendered), ``seed`` and ``broken`` (True: the broken
+    melody of a gold check, never served on its own). The SHA-256 of the MIDI and audio
     files is recorded as they are now (``midi_sha256`` / ``audio_sha256`` may give it;
     None for a file that is not there): the files must never change afterwards
     (``db/files.py``). All are added in one transaction.
@@ -161,6 +162,7 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
                 "seed": None if seed is None else int(seed),
                 "midi_sha256": clip.get("midi_sha256") or sha256_file(clip["midi_path"]),
                 "audio_sha256": clip.get("audio_sha256") or sha256_file(audio),
+                "broken": bool(clip.get("broken", False)),
             }
         )
 
@@ -256,7 +258,7 @@ def next_clip(
 ) -> ClipInfo | None:
     """The clip ``rater`` should rate next, or None when they have rated everything.
 
-    Never a clip this rater has already rated.
+    Never a clip this rater has already rated, nor the broken melody of a gold check.
 
     Args:
         rater: rater name (need not exist yet: a new rater gets the start of the queue).
@@ -270,7 +272,7 @@ def next_clip(
         raise ValueError(f"order {order!r} is not one of {', '.join(NEXT_CLIP_ORDERS)}")
     exclude = list(exclude)
     with session_scope(engine) as session:
-        query = select(Clip)
+        query = select(Clip).where(Clip.broken == false())
         rater_id = _rater_id(session, rater)
         if rater_id is not None:
             rated = exists().where(Rating.clip_id == Clip.id, Rating.rater_id == rater_id)
@@ -295,7 +297,8 @@ def next_pair(
 ) -> tuple[ClipInfo, ClipInfo] | None:
     """Two clips ``rater`` has not compared together, or None when there are none.
 
-    Both clips have the same length (``steps``). Clip A is the clip with the fewest
+    Both clips have the same length (``steps``); neither is the broken melody of a gold
+    check (those are served only by ``next_study_pair``). Clip A is the clip with the fewest
     comparisons (ties: oldest); B is, among same-length clips not yet compared with A by
     this rater, one from a different model when there is one, then fewest comparisons,
     then oldest.
@@ -308,7 +311,7 @@ def next_pair(
         rater_id = _rater_id(session, rater)
         model_ids = list(session.scalars(select(Model.id)))
         # Light rows while searching; the two full clips are loaded at the end.
-        base = select(Clip.id, Clip.steps, Clip.model_id)
+        base = select(Clip.id, Clip.steps, Clip.model_id).where(Clip.broken == false())
         if require_audio:
             base = base.where(Clip.audio_path.is_not(None))
         offset = 0
@@ -319,7 +322,7 @@ def next_pair(
             if not candidates:
                 return None
             for a_id, a_steps, a_model in candidates:
-                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id)
+                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id, Clip.broken == false())
                 if require_audio:
                     query = query.where(Clip.audio_path.is_not(None))
                 if rater_id is not None:
@@ -352,13 +355,16 @@ def next_pair(
 
 
 def queue_size(engine: Engine, rater: str | None = None) -> int:
-    """Clips ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
+    """Clips ``rater`` has not rated yet; with no rater, clips nobody has rated yet (the
+    broken melodies of gold checks are never in the queue)."""
+    served = Clip.broken == false()
     with session_scope(engine) as session:
         if rater is None:
-            return session.scalar(select(func.count()).where(Clip.n_ratings == 0)) or 0
-        total = session.scalar(select(func.count(Clip.id))) or 0
+            return session.scalar(select(func.count()).where(Clip.n_ratings == 0, served)) or 0
+        total = session.scalar(select(func.count(Clip.id)).where(served)) or 0
         rater_id = _rater_id(session, rater)
         if rater_id is None:
             return total
-        rated = session.scalar(select(func.count()).where(Rating.rater_id == rater_id)) or 0
+        rated = session.scalar(select(func.count()).select_from(Rating).join(Clip, Clip.id == Rating.clip_id)
+                               .where(Rating.rater_id == rater_id, served)) or 0
         return total - rated

@@ -26,6 +26,8 @@ TABLES = {
     "jobs",
     "job_points",
     "rounds",
+    "studies",
+    "study_pairs",
 }
 
 

@@ -28,7 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker", "run queued jobs (heartbeats; lost jobs resume from their checkpoint)"),
     "sweep": ("sweep", "a grid of tuning runs on Ray Tune (or one after another), a summary table and plot"),
     "db": ("db", "database schema: upgrade, current, downgrade"),
-    "ratings": ("ratings", "import/export ratings as CSV"),
+    "ratings": ("ratings", "import/export ratings as CSV; export every judgement with its clips as JSON lines"),
+    "raters": ("raters", "invite raters (a link; --researcher), revoke them, list them"),
+    "study": ("study", "blind A/B studies between two models: create (with gold checks), pairs, report"),
     "app": ("app", "serve the Streamlit listening app"),
 }
 
