@@ -43,7 +43,8 @@ TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
 INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
-INVITE_KEY = "invite"  # session_state: the rater an invite let in (id, name, role, the invite's hash)
+INVITE_KEY = "invite"  # session_state: the rater an invite let in (id, name, role, hash; the token, kept
+# in this server's memory only to put it back in the address, which page links clear)
 REFUSED_KEY = "invite_refused"  # session_state: an invite was given and refused
 INVITE_PARAM = "invite"  # the query parameter of an invite link: http://HOST:PORT/?invite=TOKEN
 OPEN_ENV = "RLMUSIC_APP_OPEN"  # "1": the open demo mode of `rlmusic app --open`
@@ -98,13 +99,16 @@ def viewer(eng) -> Viewer | None:
     """Who this session is, drawing nothing; None when it is not let in.
 
     Invite mode: the session remembers the rater its invite let in, as long as that invite
-    is still the rater's current, unrevoked one (asked on every run); else the
+    is still the rater's current, unrevoked one (asked on every run), and keeps the token
+    in the address (Streamlit's page links drop it; a reload needs it); else the
     ``?invite=TOKEN`` of the address lets it in. Only the token's hash is compared."""
     if open_mode():
         return Viewer(st.session_state.get(RATER_KEY), True)
     let_in = st.session_state.get(INVITE_KEY)
     if let_in is not None:
         if db.invite_still_valid(eng, let_in["id"], let_in["invite_sha256"]):
+            if st.query_params.get(INVITE_PARAM) != let_in["token"]:
+                st.query_params[INVITE_PARAM] = let_in["token"]  # page links drop it; a reload needs it
             return Viewer(let_in["name"], let_in["researcher"])
         _forget_session()  # revoked or replaced meanwhile
         st.session_state[REFUSED_KEY] = True
@@ -112,7 +116,7 @@ def viewer(eng) -> Viewer | None:
     if token:
         found = db.rater_by_invite(eng, token)
         if found is not None:
-            st.session_state[INVITE_KEY] = found
+            st.session_state[INVITE_KEY] = {**found, "token": token}
             st.session_state[RATER_KEY] = found["name"]
             st.session_state.pop(REFUSED_KEY, None)
             return Viewer(found["name"], found["researcher"])

@@ -180,3 +180,17 @@ def test_open_mode_lets_nobody_pass_as_an_invited_rater(engine, monkeypatch):
     at.text_input(key="new_rater").input(" ann ")
     at.button(key="start_rating").click().run()
     assert "belongs to an invited rater" in texts(at.error) and common.RATER_KEY not in at.session_state
+
+
+def test_rlmusic_app_open_says_it_and_tells_the_pages(engine, monkeypatch, capsys):
+    from rlmusic.cli import app as launch
+    from rlmusic.cli.main import build_parser
+
+    started = []
+    monkeypatch.setattr(launch.os, "execv", lambda path, argv: started.append(argv))
+    monkeypatch.setenv(common.OPEN_ENV, "0")  # restored after the test: the command sets it for Streamlit
+    launch.main(build_parser("app").parse_args(["--port", "8767", "--open"]))
+    assert "OPEN demo mode" in capsys.readouterr().out and launch.os.environ[common.OPEN_ENV] == "1"
+    launch.main(build_parser("app").parse_args(["--port", "8767"]))
+    assert "invited raters only" in capsys.readouterr().out and common.OPEN_ENV not in launch.os.environ
+    assert len(started) == 2

@@ -13,9 +13,9 @@ from app import common
 SERVED = "compare_pair"  # session_state: the (ClipInfo, ClipInfo) this session is judging, left first
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "About the same"}
 
-st.title("Which do you prefer?")
 eng = common.engine()
 rater = common.rater(eng)
+st.title("Which do you prefer?")
 common.show_flash()
 
 pair = st.session_state.get(SERVED)

@@ -89,10 +89,12 @@ else:
     if agreed.empty:
         st.info("No agreement yet: Krippendorff's alpha needs two raters judging the same pairs.")
     else:
-        st.altair_chart(alt.Chart(agreed).mark_bar().encode(
+        base = alt.Chart(agreed).encode(y=alt.Y("study:N", title=None))
+        bars = base.mark_bar().encode(
             x=alt.X("alpha:Q", title="Krippendorff's alpha on shared pairs (1: full agreement, 0: chance)",
-                    scale=alt.Scale(domain=[-1, 1])),
-            y=alt.Y("study:N", title=None)).properties(height=max(120, 50 * len(agreed))), width="stretch")
+                    scale=alt.Scale(domain=[-1, 1])))
+        values = base.mark_text(align="left", dx=6).encode(x="alpha:Q", text=alt.Text("alpha:Q", format=".2f"))
+        st.altair_chart((bars + values).properties(height=max(120, 50 * len(agreed))), width="stretch")
     st.dataframe(table, hide_index=True)
     st.caption("Full report: `rlmusic study report NAME`; raters failing more than "
                f"{db.MAX_GOLD_FAIL:.0%} of their gold checks are left out of every figure.")

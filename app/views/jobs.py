@@ -170,11 +170,11 @@ def jobs_section() -> None:
     job_view(eng, by_id[selected])
 
 
-st.title("Jobs")
 eng = common.engine()
 if not may_manage_jobs():
     st.warning("Only researchers may open the jobs page.")
     st.stop()
+st.title("Jobs")
 common.show_flash()
 submit_form(eng)
 active = any(j["status"] in ("queued", "running") for j in db.list_jobs(eng, limit=50))
