@@ -9,6 +9,7 @@ import math
 import pytest
 
 from db.study_stats import (
+    clustered_interval,
     excluded_raters,
     gold_counts,
     ordinal_alpha,
@@ -46,6 +47,21 @@ def test_sign_test_against_counted_binomial_tails():
     assert sign_test_p(0, 0) is None
 
 
+def test_clustered_interval_by_hand():
+    # one rater, two pairs, A wins one and B the other: resampling the pairs gives 1 (p = 1/4),
+    # 0 (p = 1/4) or 1/2 (p = 1/2): the 2.5th and 97.5th percentiles are 0 and 1
+    assert clustered_interval([row("r", 1, "a"), row("r", 2, "b")]) == (0.0, 1.0)
+    assert clustered_interval([row("r", 1, "a"), row("s", 1, "a")]) == (1.0, 1.0)  # nothing varies
+    assert clustered_interval([row("r", 1, "tie")]) == (None, None)
+    # 30 pairs, each judged alike by 5 raters: 150 judgements but 30 independent ones; the
+    # interval must be about as wide as Wilson's on 30, not on 150
+    rows = [row(f"r{k}", i, "a" if i < 18 else "b") for i in range(30) for k in range(5)]
+    low, high = clustered_interval(rows)
+    w30, w150 = wilson_interval(18, 30), wilson_interval(90, 150)
+    assert low < 0.6 < high and high - low > 0.8 * (w30[1] - w30[0]) > 1.5 * (w150[1] - w150[0])
+    assert clustered_interval(rows) == (low, high)  # seeded
+
+
 def test_ordinal_alpha_by_hand():
     # Units (pairs) 1..3, verdicts coded b=0, tie=1, a=2: pair 1 a/a, pair 2 b/b, pair 3 a/b.
     # Values n_0 = 3, n_2 = 3 (n = 6); ordinal distance(0, 2) = (n_0 + n_1 + n_2 - (n_0 + n_2)/2)^2 = 9.
@@ -80,6 +96,7 @@ def test_report_of_a_hand_counted_study():
     assert (r["n_comparisons"], r["wins_a"], r["wins_b"], r["ties"], r["n_raters"]) == (5, 3, 1, 1, 2)
     assert r["win_rate"] == pytest.approx(3 / 4)
     assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(3, 4))
+    assert r["ci_low_clustered"] <= r["win_rate"] <= r["ci_high_clustered"]
     assert r["p_value"] == pytest.approx(2 * 5 / 16)  # 2 * P(X >= 3 | n=4) = 2 * (4 + 1) / 16
     # shared pairs of ann and bob: 1 (a/a), 2 (a/b): n_0 = 1, n_2 = 3 (n = 4), d(0,2) = (4 - 2)^2 = 4;
     # observed sum o*d = 2 * 4 = 8; expected sum n_c n_k d = 2 * 1 * 3 * 4 = 24 -> alpha = 1 - 3 * 8 / 24 = 0
@@ -92,6 +109,7 @@ def test_report_of_a_hand_counted_study():
 def test_no_comparisons_all_ties_and_one_rater_say_why():
     empty = summarise([])
     assert (empty["n_comparisons"], empty["win_rate"], empty["ci_low"], empty["p_value"]) == (0, None, None, None)
+    assert empty["ci_low_clustered"] is None and empty["ci_high_clustered"] is None
     assert empty["krippendorff_alpha"] is None and empty["n_raters"] == 0
     assert empty["notes"] == ["no comparisons of this study yet: no win rate, interval or p-value"]
     ties = summarise([row("ann", 1, "tie"), row("bob", 1, "tie"), row("ann", 2, "tie")])

@@ -64,7 +64,8 @@ else:
     table = pd.DataFrame([
         {"study": r["study"], "A vs B": f"{r['model_a']} vs {r['model_b']}", "comparisons": r["n_comparisons"],
          "wins_a": r["wins_a"], "wins_b": r["wins_b"], "ties": r["ties"], "win_rate": r["win_rate"],
-         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": r["p_value"], "raters": r["n_raters"],
+         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "ci_low_clustered": r["ci_low_clustered"],
+         "ci_high_clustered": r["ci_high_clustered"], "p_value": r["p_value"], "raters": r["n_raters"],
          "alpha": r["krippendorff_alpha"], "raters_excluded": r["n_raters_excluded"]}
         for r in reports
     ])
@@ -74,17 +75,20 @@ else:
     else:
         base = alt.Chart(decided).encode(y=alt.Y("study:N", title=None))
         share = alt.Scale(domain=[0, 1])
-        bars = base.mark_rule(strokeWidth=3, opacity=0.6).encode(
-            x=alt.X("ci_low:Q", title="win rate of A (ties left out) with 95% Wilson interval", scale=share),
-            x2="ci_high:Q")
+        clustered = base.mark_rule(strokeWidth=1, opacity=0.8).encode(
+            x=alt.X("ci_low_clustered:Q", title="win rate of A (ties left out) with 95% intervals", scale=share),
+            x2="ci_high_clustered:Q")
+        bars = base.mark_rule(strokeWidth=5, opacity=0.5).encode(x=alt.X("ci_low:Q", scale=share), x2="ci_high:Q")
         dots = base.mark_circle(size=120, opacity=1).encode(
             x=alt.X("win_rate:Q", scale=share),
             tooltip=["study", "A vs B", "comparisons", "wins_a", "wins_b", "ties",
                      alt.Tooltip("win_rate:Q", format=".3f"), alt.Tooltip("p_value:Q", format=".3g")])
         even = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
-        st.altair_chart((bars + dots + even).properties(height=max(120, 50 * len(decided))), width="stretch")
-        st.caption("Dots: share of decided comparisons won by model A; bars: 95% Wilson interval; dashed: "
-                   "no preference.")
+        st.altair_chart((clustered + bars + dots + even).properties(height=max(120, 50 * len(decided))),
+                        width="stretch")
+        st.caption("Dots: share of decided comparisons won by model A; thick bars: 95% Wilson interval (every "
+                   "judgement independent); thin lines: 95% bootstrap over pairs and raters (the one to trust "
+                   "with few pairs); dashed: no preference.")
     agreed = table.dropna(subset=["alpha"])
     if agreed.empty:
         st.info("No agreement yet: Krippendorff's alpha needs two raters judging the same pairs.")

@@ -181,7 +181,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
              f"comparisons {r['n_comparisons']}: A preferred {r['wins_a']}, B preferred {r['wins_b']}, "
              f"ties {r['ties']}; {r['n_raters']} raters",
              f"win rate of A {fmt(r['win_rate'])} (95% Wilson interval {fmt(r['ci_low'])}..{fmt(r['ci_high'])}), "
-             f"two-sided sign test p = {fmt(r['p_value'], '.3g')} (ties left out)",
+             f"two-sided sign test p = {fmt(r['p_value'], '.3g')} (ties left out); resampling pairs and raters: "
+             f"{fmt(r['ci_low_clustered'])}..{fmt(r['ci_high_clustered'])}",
              f"agreement: Krippendorff's alpha {fmt(r['krippendorff_alpha'])} on {r['shared_pairs']} shared pairs"]
     if r["gold_checks"]:
         marks = [f"{name} {r['gold_failures'][name]}/{n}" + (" (excluded)" if name in r["excluded_raters"] else "")
