@@ -23,13 +23,12 @@ temporary name, flushed to disk and renamed: never half a file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from db.csvio import write_whole
 from db.engine import session_scope
 from db.models import Clip, Comparison, Model, Rater, Rating, Round, Study, StudyPair
 from db.studies import study_rows
@@ -77,7 +76,7 @@ def _lines(engine: Engine, handle) -> dict[str, int]:
                                  "study": study and study["study"], "gold": study and study["gold"],
                                  "verdict": study and study["verdict"]}
                     line |= {"created_at": j.created_at.isoformat(), "updated_at": j.updated_at.isoformat()}
-                    handle.write(json.dumps(line) + "\n")
+                    handle.write((json.dumps(line) + "\n").encode("utf-8"))
                 counts[kind] += len(batch)
                 last = batch[-1].id
                 session.expunge_all()
@@ -87,17 +86,6 @@ def _lines(engine: Engine, handle) -> dict[str, int]:
 def export_full(engine: Engine, path: str | Path) -> dict[str, int]:
     """Write every judgement with its clips' tokens, model, round and study to ``path``
     (JSON lines, module docstring); returns ``{"ratings", "comparisons"}`` written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            counts = _lines(engine, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    counts: dict[str, int] = {}
+    write_whole(Path(path), lambda handle: counts.update(_lines(engine, handle)))
     return counts

@@ -162,3 +162,28 @@ def test_report_is_a_recount_of_the_comparisons_and_export_carries_them(engine, 
             won = x["clip_a"] if x["winner"] == "a" else x["clip_b"]
             recount["tie" if x["winner"] == "tie" else ("a" if won["model"] == model_a else "b")] += 1
     assert (recount["a"], recount["b"], recount["tie"]) == (report["wins_a"], report["wins_b"], report["ties"])
+
+
+def test_migration_0005_keeps_raters_and_judgements_both_ways(db_url):
+    db.upgrade(db_url, "0004")
+    engine = db.get_engine(db_url)
+    with engine.begin() as c:  # rows as a 0004 database holds them
+        c.execute(text("INSERT INTO raters (name, created_at) VALUES ('old', CURRENT_TIMESTAMP)"))
+        c.execute(text("INSERT INTO models (name, kind, directory, created_at) VALUES ('m', 'prior', '/m', "
+                       "CURRENT_TIMESTAMP)"))
+        c.execute(text("INSERT INTO clips (model_id, tokens, steps, midi_path, priority, n_ratings, n_comparisons, "
+                       "created_at) VALUES (1, '[2, 1]', 2, 'a.mid', 0, 1, 0, CURRENT_TIMESTAMP)"))
+        c.execute(text("INSERT INTO ratings (rater_id, clip_id, stars, tags, created_at, updated_at) VALUES "
+                       "(1, 1, 4, '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    db.upgrade(db_url)
+    listed = db.list_raters(engine)
+    assert [(r["name"], r["researcher"], r["invited_at"], r["ratings"]) for r in listed] == [("old", False, None, 1)]
+    assert db.next_clip(engine, "new").id == 1  # not broken
+    token = db.invite_rater(engine, "old", researcher=True)
+    assert db.rater_by_invite(engine, token)["name"] == "old"
+    db.downgrade(db_url, "0004")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name FROM raters")).scalars().all() == ["old"]
+        assert c.execute(text("SELECT stars FROM ratings")).scalars().all() == [4]
+    db.upgrade(db_url)
+    assert db.rater_by_invite(engine, token) is None  # the invite went with the downgrade

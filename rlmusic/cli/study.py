@@ -108,7 +108,7 @@ def create(args: argparse.Namespace) -> int:
     import db
     from rlmusic.cli.generate import enqueue_rows, register_model
     from rlmusic.models.checkpoint import model_path, read_model_meta
-    from rlmusic.models.generate import check_new_folder, generate_clips, write_manifest
+    from rlmusic.models.generate import generate_clips, write_manifest
     from rlmusic.music.representation import Vocabulary
 
     apply_threads(args)
@@ -119,7 +119,10 @@ def create(args: argparse.Namespace) -> int:
         raise ValueError(f"a study called {name!r} exists already (rlmusic study list)")
     dirs = [model_path(m).resolve() for m in args.models]
     vocabs = [Vocabulary.from_dict(read_model_meta(d)["vocabulary"]) for d in dirs]  # not a model: one line
-    folder = check_new_folder(db.rlmusic_home() / "studies" / name)
+    folder = db.rlmusic_home() / "studies" / name
+    if folder.exists() and any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty (a `study create {name}` that stopped half-way?): its clips "
+                         "may be queued and are never written over; choose another study name")
     if dirs[0] == dirs[1]:
         print(f"study: A and B are the same model ({dirs[0]}): an A/A check, whose win rate should be near 0.5")
     clips: list[list[dict]] = []
