@@ -160,10 +160,12 @@ def require_researcher(eng, what: str = "this page") -> Viewer:
     return who
 
 
-def rater(eng) -> str:
-    """The session's rater name: the invited rater's (``admit``), or in the open demo mode
-    the name given once, drawing the sign-in form and stopping the page until given."""
+def rater(eng, title: str) -> str:
+    """The session's rater name, once the page's ``title`` is drawn: the invited rater's
+    (``admit``), or in the open demo mode the name given once, drawing the sign-in form
+    and stopping the page until given."""
     who = admit(eng)
+    st.title(title)
     if not open_mode():
         return who.name
     name = st.session_state.get(RATER_KEY)

@@ -14,8 +14,7 @@ SERVED = "compare_pair"  # session_state: the (ClipInfo, ClipInfo) this session 
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "About the same"}
 
 eng = common.engine()
-rater = common.rater(eng)
-st.title("Which do you prefer?")
+rater = common.rater(eng, "Which do you prefer?")
 common.show_flash()
 
 pair = st.session_state.get(SERVED)

@@ -8,8 +8,7 @@ from app import common
 SERVED = "rate_clip"  # session_state: the ClipInfo this session is rating
 
 eng = common.engine()
-rater = common.rater(eng)
-st.title("Rate a melody")
+rater = common.rater(eng, "Rate a melody")
 common.show_flash()
 
 clip = st.session_state.get(SERVED)
