@@ -1,11 +1,19 @@
-"""What every page shares: the engine, the rater's identity, a clip's audio and picture,
-and saving a judgement.
+"""What every page shares: the engine, who is here (invites, roles), a clip's audio and
+picture, and saving a judgement.
 
 Pages only draw and call ``db/`` functions; this module keeps the few helpers they
-share so each page reads top to bottom. The rater's name and the clips a page has
+share so each page reads top to bottom. Who the session is and the clips a page has
 served live in ``st.session_state`` (server side, one per browser session): a submit
-only ever stores a judgement of the clip this session was shown, under the name this
-session gave, and the clip stays on screen until its judgement is committed.
+only ever stores a judgement of the clip this session was shown, under the name of the
+rater the session's invite let in, and the clip stays on screen until its judgement is
+committed.
+
+Who may come in: a browser session is let in only through an invite link
+(``?invite=TOKEN``, ``rlmusic raters invite``) whose token is the rater's current,
+unrevoked one; it is remembered for the session and checked again on every run, so a
+revoked rater is out at their next action. Raters see Rate and Compare and only their
+own name; researchers also the Dashboard and Jobs. ``rlmusic app --open`` is the local
+demo mode: free names as before, every page for everyone, and a banner on every page.
 
 What a rater hears is what the rating is stored against: a clip's audio file is played
 only when it lies under ``RLMUSIC_HOME`` and its bytes still have the SHA-256 recorded
@@ -20,7 +28,9 @@ import dataclasses
 import functools
 import io
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -33,6 +43,13 @@ TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
 INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
+INVITE_KEY = "invite"  # session_state: the rater an invite let in (id, name, role, hash; the token, kept
+# in this server's memory only to put it back in the address, which page links clear)
+REFUSED_KEY = "invite_refused"  # session_state: an invite was given and refused
+INVITE_PARAM = "invite"  # the query parameter of an invite link: http://HOST:PORT/?invite=TOKEN
+OPEN_ENV = "RLMUSIC_APP_OPEN"  # "1": the open demo mode of `rlmusic app --open`
+OPEN_BANNER = ("Open demo mode: anyone may rate here under any name, without an invite. Judgements "
+               "given here are not from invited raters; do not run a study this way.")
 FLASH_KEY = "flash"  # session_state: a message for the next run (after st.rerun)
 WRITE_TIMEOUT_S = 5.0  # longest a submit waits for another writer before asking to retry
 AUDIO_TIMEOUT_S = 1.0  # recording where freshly rendered audio is waits at most this long
@@ -56,25 +73,115 @@ def engine():
     return eng
 
 
-# --------------------------------------------------------------------------- rater
+# --------------------------------------------------------------------------- who is here
 
 
-def rater(eng) -> str:
-    """The session's rater name; draws the sign-in form and stops the page until given."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who this browser session is: an invited rater (``researcher`` or not), or anyone
+    in the open demo mode (``name`` None until they give one; every page is theirs)."""
+
+    name: str | None
+    researcher: bool
+
+
+def open_mode() -> bool:
+    """``rlmusic app --open``: free names, no invites (a local demo)."""
+    return os.environ.get(OPEN_ENV) == "1"
+
+
+def _forget_session() -> None:
+    for key in list(st.session_state):
+        del st.session_state[key]
+
+
+def viewer(eng) -> Viewer | None:
+    """Who this session is, drawing nothing; None when it is not let in.
+
+    Invite mode: the session remembers the rater its invite let in, as long as that invite
+    is still the rater's current, unrevoked one (asked on every run), and keeps the token
+    in the address (Streamlit's page links drop it; a reload needs it); else the
+    ``?invite=TOKEN`` of the address lets it in. Only the token's hash is compared."""
+    if open_mode():
+        return Viewer(st.session_state.get(RATER_KEY), True)
+    let_in = st.session_state.get(INVITE_KEY)
+    if let_in is not None:
+        if db.invite_still_valid(eng, let_in["id"], let_in["invite_sha256"]):
+            if st.query_params.get(INVITE_PARAM) != let_in["token"]:
+                st.query_params[INVITE_PARAM] = let_in["token"]  # page links drop it; a reload needs it
+            return Viewer(let_in["name"], let_in["researcher"])
+        _forget_session()  # revoked or replaced meanwhile
+        st.session_state[REFUSED_KEY] = True
+    token = st.query_params.get(INVITE_PARAM)
+    if token:
+        found = db.rater_by_invite(eng, token)
+        if found is not None:
+            st.session_state[INVITE_KEY] = {**found, "token": token}
+            st.session_state[RATER_KEY] = found["name"]
+            st.session_state.pop(REFUSED_KEY, None)
+            return Viewer(found["name"], found["researcher"])
+        st.session_state[REFUSED_KEY] = True
+    return None
+
+
+def admit(eng) -> Viewer:
+    """Let this session in or stop the page. The open demo mode says so at the top of
+    every page; invite mode draws a friendly page (no widget) for a missing, wrong,
+    replaced or revoked invite, and the rater's own name in the sidebar once let in."""
+    who = viewer(eng)
+    if open_mode():
+        st.warning(OPEN_BANNER, icon=":material/lock_open:")
+        return who
+    if who is None:
+        st.title("rlmusic listening")
+        if st.session_state.get(REFUSED_KEY):
+            st.error("This invite link is not valid: it may be mistyped, replaced by a newer link, or "
+                     "revoked. Please ask the researcher who sent it for a new one.")
+        else:
+            st.info("This listening app is by invitation. Please open the link you were sent (it ends in "
+                    "`?invite=...`); if you have none, ask the researcher running the study for one.")
+        st.stop()
+    with st.sidebar:
+        st.markdown(f"Signed in as **{who.name}**" + (" (researcher)" if who.researcher else ""))
+        st.caption(f"{db.rater_count(eng, who.name)} judgements so far")
+        if st.button("Sign out", key="sign_out"):
+            _forget_session()
+            st.query_params.clear()
+            st.rerun()
+    return who
+
+
+def require_researcher(eng, what: str = "this page") -> Viewer:
+    """``admit``, then stop unless the session is a researcher's."""
+    who = admit(eng)
+    if not who.researcher:
+        st.warning(f"Only researchers may open {what}.")
+        st.stop()
+    return who
+
+
+def rater(eng, title: str) -> str:
+    """The session's rater name, once the page's ``title`` is drawn: the invited rater's
+    (``admit``), or in the open demo mode the name given once, drawing the sign-in form
+    and stopping the page until given."""
+    who = admit(eng)
+    st.title(title)
+    if not open_mode():
+        return who.name
     name = st.session_state.get(RATER_KEY)
     if name:
         with st.sidebar:
             st.markdown(f"Rating as **{name}**")
             st.caption(f"{db.rater_count(eng, name)} judgements so far")
             if st.button("Change rater", key="change_rater"):
-                for key in list(st.session_state):
-                    del st.session_state[key]
+                _forget_session()
                 st.rerun()
         return name
 
     st.subheader("Who is listening?")
     st.write("Give your name once; your ratings are stored under it.")
-    existing = [r["name"] for r in db.list_raters(eng)]
+    invited = db.invited_names(eng)  # never offered here, nor taken: nobody passes as them
+    existing = [r["name"] for r in db.list_raters(eng) if r["name"] not in invited]
     picked = None
     if existing:
         picked = st.selectbox("I have rated before", existing, index=None, key="pick_rater",
@@ -84,6 +191,8 @@ def rater(eng) -> str:
         chosen = (typed or "").strip() or picked
         if not chosen:
             st.error("Please give a name (or pick yours) before rating.")
+        elif " ".join(chosen.split()) in invited:
+            st.error("That name belongs to an invited rater: please choose another one.")
         else:
             try:
                 db.get_or_create_rater(eng, chosen)

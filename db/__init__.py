@@ -15,18 +15,23 @@ Modules, one concept each:
   checks      the values judgements are made of (rater names, stars, tags, clip ids)
   queue       models, clips (melodies and harmonies), next_clip / next_pair, list_clips
   ratings     raters, star ratings (+ history), pairwise comparisons
+  invites     invite tokens (only their hash stored), researchers, revocation
   bulk        many judgements at once: set-based batches in a fixed lock order
   rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
   jobs        jobs (tuning, rounds, generation, sweeps) and rounds of the loop
   job_queue   workers claim, hold (heartbeats), report and finish jobs; lost jobs, cancel
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
+  studies     blind A/B studies: pairs, sides, gold checks, the next pair, the report
+  study_stats a study's win rate, Wilson interval, sign test, Krippendorff's alpha
+  dataset     every judgement with its clips' tokens, model, round and study (JSON lines)
 """
 
 from db.backup import backup_database, pg_dump_hint
 from db.bulk import ImportIncompleteError
 from db.csvio import RatingsImportError, export_ratings, import_ratings, read_ratings_csv
 from db.dashboard import rater_agreement, ratings_by_day, ratings_per_model, recent_jobs, stats
+from db.dataset import export_full
 from db.engine import (
     DatabaseBusyError,
     DatabaseError,
@@ -40,6 +45,13 @@ from db.engine import (
     sqlite_path,
 )
 from db.files import sha256_bytes, sha256_file, under_home, verified_bytes
+from db.invites import (
+    invite_rater,
+    invite_still_valid,
+    invited_names,
+    rater_by_invite,
+    revoke_rater,
+)
 from db.job_queue import (
     claim_job,
     finish_job,
@@ -89,11 +101,26 @@ from db.schema import (
     head_revision,
     upgrade,
 )
+from db.studies import (
+    ServedPair,
+    check_study_name,
+    create_study,
+    get_study,
+    gold_comparison_ids,
+    gold_record,
+    list_studies,
+    next_study_pair,
+    study_pairs,
+    study_report,
+    study_rows,
+)
+from db.study_stats import MAX_GOLD_FAIL
 
 __all__ = [
     "JOB_ORIGINS",
     "CLIP_KINDS",
     "JOB_STATUSES",
+    "MAX_GOLD_FAIL",
     "MODEL_KINDS",
     "RATING_TAGS",
     "WINNERS",
@@ -103,19 +130,23 @@ __all__ = [
     "ImportIncompleteError",
     "RatingsImportError",
     "SchemaOutOfDateError",
+    "ServedPair",
     "add_comparison",
     "add_rating",
     "backup_database",
     "check_schema",
+    "check_study_name",
     "claim_job",
     "clips_of_model",
     "create_job",
+    "create_study",
     "current_revision",
     "database_url",
     "default_output_dir",
     "dispose_engine",
     "downgrade",
     "enqueue_clips",
+    "export_full",
     "export_ratings",
     "finish_job",
     "get_clip",
@@ -123,20 +154,29 @@ __all__ = [
     "get_engine",
     "get_job",
     "get_or_create_rater",
+    "get_study",
+    "gold_comparison_ids",
+    "gold_record",
     "head_revision",
     "import_ratings",
+    "invite_rater",
+    "invite_still_valid",
+    "invited_names",
     "job_points",
     "list_clips",
     "list_jobs",
     "list_models",
     "list_raters",
     "list_rounds",
+    "list_studies",
     "next_clip",
     "next_pair",
+    "next_study_pair",
     "pair_rows",
     "pg_dump_hint",
     "queue_size",
     "rater_agreement",
+    "rater_by_invite",
     "rater_count",
     "rating_history",
     "ratings_by_day",
@@ -149,6 +189,7 @@ __all__ = [
     "report",
     "request_cancel",
     "requeue_lost",
+    "revoke_rater",
     "rlmusic_home",
     "session_scope",
     "set_clip_audio",
@@ -159,6 +200,9 @@ __all__ = [
     "sqlite_path",
     "star_rows",
     "stats",
+    "study_pairs",
+    "study_report",
+    "study_rows",
     "under_home",
     "update_job",
     "upgrade",

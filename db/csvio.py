@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, aliased
@@ -334,17 +334,21 @@ def export_ratings(engine: Engine, path: str | Path, kind: Kind = "stars") -> in
     writer = csv.writer(text)
     writer.writerow(header)
     writer.writerows(lines)
-    _write_whole(path, text.getvalue().encode("utf-8"))
+    write_whole(path, text.getvalue().encode("utf-8"))
     return len(lines)
 
 
-def _write_whole(path: Path, data: bytes) -> None:
-    """Write ``path`` via a temporary file and a rename: never half a file."""
+def write_whole(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``data`` (bytes, or a function writing to the binary file) to ``path`` via a
+    temporary file and a rename: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

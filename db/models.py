@@ -60,6 +60,7 @@ JOB_ORIGINS = ("queue", "cli", "sweep")  # who runs a job: a worker, a command, 
 # Tags a rater may attach to a star rating (the listening app shows these as chips).
 RATING_TAGS = ("boring", "no structure", "surprising", "pleasant")
 RATER_NAME_MAX = 64
+STUDY_NAME_MAX = 64
 
 
 def utcnow() -> datetime:
@@ -96,13 +97,25 @@ class Base(DeclarativeBase):
 
 
 class Rater(Base):
-    """A person who rates; created on the fly from the name typed in the app or a CSV."""
+    """A person who rates: invited (``rlmusic raters invite``), or created from a name in a
+    CSV import or the app's open demo mode.
+
+    An invite is a random token given once as a link; only its SHA-256 is stored
+    (``invite_sha256``, revision 0006), so the database never holds a token that works. A
+    new invite replaces the old one; ``revoked_at`` shuts the rater out of the app.
+    """
 
     __tablename__ = "raters"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(RATER_NAME_MAX), unique=True)  # stripped, 1..64
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # -- invites and roles (revision 0006)
+    # A researcher may open the Dashboard, Jobs and study pages; a rater only Rate and Compare.
+    researcher: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    invite_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)  # of the token
+    invited_at: Mapped[datetime | None] = mapped_column()  # when the current invite was made
+    revoked_at: Mapped[datetime | None] = mapped_column()  # set: the app refuses this rater
 
 
 class Model(Base):
@@ -157,6 +170,9 @@ class Clip(Base):
     n_ratings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     n_comparisons: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A deliberately broken melody of a study's gold check (revision 0006): served only in
+    # its check, never on its own by next_clip / next_pair.
+    broken: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     model: Mapped[Model] = relationship(lazy="joined", innerjoin=True)
 
@@ -222,6 +238,52 @@ class Comparison(Base):
     winner: Mapped[str] = mapped_column(String(3))  # 'a', 'b' or 'tie' (relative to clip_a/clip_b)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Study(Base):
+    """A blind A/B study: clips of two models judged in pairs, with gold checks.
+
+    Raters meet its pairs on the Compare page; the model names never reach them.
+    """
+
+    __tablename__ = "studies"
+    __table_args__ = (CheckConstraint("steps > 0", name="steps_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(STUDY_NAME_MAX), unique=True)
+    model_a_id: Mapped[int] = mapped_column(ForeignKey("models.id"))  # "A" of the report
+    model_b_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    steps: Mapped[int] = mapped_column(Integer)  # length of every clip (16th-note steps)
+    seed: Mapped[int] = mapped_column(BigInteger)  # seeds the clips, the sides and the order
+    folder: Mapped[str | None] = mapped_column(String(1024))  # where its clips and manifests are
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StudyPair(Base):
+    """One pair of a study. ``clip_a_id`` is model A's clip (in a gold check: the intact
+    clip, the right answer) and ``clip_b_id`` model B's (in a gold check: the broken one).
+    ``swap`` puts clip B on the left of the screen; ``position`` is the order pairs are
+    served in. A judgement of the pair is any comparison of the same two clips
+    (``pair_lo``/``pair_hi``, as on ``comparisons``), from the app or an import.
+    """
+
+    __tablename__ = "study_pairs"
+    __table_args__ = (
+        UniqueConstraint("study_id", "pair_lo", "pair_hi"),
+        CheckConstraint("clip_a_id <> clip_b_id", name="distinct_clips"),
+        Index("ix_study_pairs_pair", "pair_lo", "pair_hi"),
+        Index("ix_study_pairs_order", "study_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # served in this order (a seeded shuffle)
+    gold: Mapped[bool] = mapped_column(Boolean, default=False)  # an attention check
+    clip_a_id: Mapped[int] = mapped_column(ForeignKey("clips.id"))  # model A (gold: intact)
+    clip_b_id: Mapped[int] = mapped_column(ForeignKey("clips.id"))  # model B (gold: broken)
+    swap: Mapped[bool] = mapped_column(Boolean, default=False)  # True: clip B shown on the left
+    pair_lo: Mapped[int] = mapped_column(Integer)  # min(clip_a_id, clip_b_id)
+    pair_hi: Mapped[int] = mapped_column(Integer)  # max(clip_a_id, clip_b_id)
 
 
 class Job(Base):

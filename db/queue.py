@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, case, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, exists, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.checks import check_clip_kind, check_clip_tokens, check_clip_voices, rater_key
@@ -126,8 +126,9 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
 
     Each clip is a mapping with ``tokens`` (list of token ids), ``midi_path``, and
     optionally ``steps`` (defaults to ``len(tokens)``; must equal it when given),
-    ``audio_path`` (None until rendered), ``seed``, ``kind`` (``"melody"``, the default,
-    or ``"harmony"``) and, for a harmony, ``voices`` (four token rows of ``steps`` each,
+    ``audio_path`` (None until rendered), ``seed``, ``broken`` (True: the broken melody of a
+    gold check, never served on its own), ``kind`` (``"melody"``, the default, or
+    ``"harmony"``) and, for a harmony, ``voices`` (four token rows of ``steps`` each,
     soprano first, in its harmony model's vocabulary; ``tokens`` is then the soprano as a
     melody). The SHA-256 of the MIDI and audio files is recorded as they are now
     (``midi_sha256`` / ``audio_sha256`` may give it; None for a file that is not there): the
@@ -157,6 +158,7 @@ def enqueue_clips(engine: Engine, model_id: int, clips: Iterable[Mapping[str, An
                 "audio_sha256": clip.get("audio_sha256") or sha256_file(audio),
                 "kind": kind,
                 "voices": voices,
+                "broken": bool(clip.get("broken", False)),
             }
         )
 
@@ -253,7 +255,7 @@ def next_clip(
 ) -> ClipInfo | None:
     """The clip ``rater`` should rate next, or None when they have rated everything.
 
-    Never a clip this rater has already rated.
+    Never a clip this rater has already rated, nor the broken melody of a gold check.
 
     Args:
         rater: rater name (need not exist yet: a new rater gets the start of the queue).
@@ -269,7 +271,7 @@ def next_clip(
         raise ValueError(f"order {order!r} is not one of {', '.join(NEXT_CLIP_ORDERS)}")
     exclude = list(exclude)
     with session_scope(engine) as session:
-        query = select(Clip).where(Clip.kind == kind)
+        query = select(Clip).where(Clip.kind == kind, Clip.broken == false())
         rater_id = _rater_id(session, rater)
         if rater_id is not None:
             rated = exists().where(Rating.clip_id == Clip.id, Rating.rater_id == rater_id)
@@ -295,7 +297,8 @@ def next_pair(
 ) -> tuple[ClipInfo, ClipInfo] | None:
     """Two clips ``rater`` has not compared together, or None when there are none.
 
-    Both clips have the same length (``steps``). Clip A is the clip with the fewest
+    Both clips have the same length (``steps``); neither is the broken melody of a gold
+    check (those are served only by ``next_study_pair``). Clip A is the clip with the fewest
     comparisons (ties: oldest); B is, among same-length clips not yet compared with A by
     this rater, one from a different model when there is one, then fewest comparisons,
     then oldest.
@@ -310,7 +313,7 @@ def next_pair(
         rater_id = _rater_id(session, rater)
         model_ids = list(session.scalars(select(Model.id)))
         # Light rows while searching; the two full clips are loaded at the end.
-        base = select(Clip.id, Clip.steps, Clip.model_id).where(Clip.kind == kind)
+        base = select(Clip.id, Clip.steps, Clip.model_id).where(Clip.kind == kind, Clip.broken == false())
         if require_audio:
             base = base.where(Clip.audio_path.is_not(None))
         offset = 0
@@ -321,7 +324,8 @@ def next_pair(
             if not candidates:
                 return None
             for a_id, a_steps, a_model in candidates:
-                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id, Clip.kind == kind)
+                query = select(Clip.id).where(Clip.steps == a_steps, Clip.id != a_id, Clip.kind == kind,
+                                              Clip.broken == false())
                 if require_audio:
                     query = query.where(Clip.audio_path.is_not(None))
                 if rater_id is not None:
@@ -354,19 +358,19 @@ def next_pair(
 
 
 def queue_size(engine: Engine, rater: str | None = None, kind: str = "melody") -> int:
-    """Clips of ``kind`` ``rater`` has not rated yet; with no rater, clips nobody has rated yet."""
+    """Clips of ``kind`` ``rater`` has not rated yet; with no rater, clips nobody has rated
+    yet (the broken melodies of gold checks are never in the queue)."""
     check_clip_kind(kind)
+    served = (Clip.kind == kind) & (Clip.broken == false())
     with session_scope(engine) as session:
         if rater is None:
-            return session.scalar(select(func.count()).where(Clip.n_ratings == 0, Clip.kind == kind)) or 0
-        total = session.scalar(select(func.count(Clip.id)).where(Clip.kind == kind)) or 0
+            return session.scalar(select(func.count()).where(Clip.n_ratings == 0, served)) or 0
+        total = session.scalar(select(func.count(Clip.id)).where(served)) or 0
         rater_id = _rater_id(session, rater)
         if rater_id is None:
             return total
-        rated = session.scalar(
-            select(func.count()).select_from(Rating).join(Clip, Clip.id == Rating.clip_id)
-            .where(Rating.rater_id == rater_id, Clip.kind == kind)
-        ) or 0
+        rated = session.scalar(select(func.count()).select_from(Rating).join(Clip, Clip.id == Rating.clip_id)
+                               .where(Rating.rater_id == rater_id, served)) or 0
         return total - rated
 
 

@@ -291,7 +291,8 @@ def rater_count(engine: Engine, rater: str) -> int:
 
 
 def list_raters(engine: Engine) -> list[dict[str, Any]]:
-    """All raters with their counts of ratings and comparisons, by name."""
+    """All raters with their counts of ratings and comparisons, by name; with their role
+    (``researcher``) and invite (``invited_at``, ``revoked_at``: None when never)."""
     with session_scope(engine) as session:
         n_ratings = dict(
             session.execute(select(Rating.rater_id, func.count()).group_by(Rating.rater_id)).all()
@@ -308,6 +309,9 @@ def list_raters(engine: Engine) -> list[dict[str, Any]]:
                 "ratings": n_ratings.get(r.id, 0),
                 "comparisons": n_pairs.get(r.id, 0),
                 "created_at": r.created_at,
+                "researcher": r.researcher,
+                "invited_at": r.invited_at if r.invite_sha256 is not None else None,
+                "revoked_at": r.revoked_at,
             }
             for r in session.scalars(select(Rater).order_by(Rater.name))
         ]

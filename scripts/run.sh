@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: the product end to end on the embedded default database (SQLite under
-# RLMUSIC_HOME): schema upgraded, clips generated from the shipped prior (and from the
-# newest tuned model, if one exists), evaluated, enqueued with audio, and the listening
-# app served on http://127.0.0.1:${PORT:-8501}.
+# RLMUSIC_HOME): schema upgraded, a researcher invite for the local user, a blind A/B
+# study of the shipped prior against the shipped tuned model (when the package ships one),
+# clips generated from the shipped prior (and from the newest tuned model, if one exists),
+# evaluated, enqueued with audio, and the listening app served on
+# http://127.0.0.1:${PORT:-8501}; the last lines before it starts are your invite link.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -11,9 +13,27 @@ PORT=${PORT:-8501}
 stamp=$(date +%Y%m%d-%H%M%S)
 
 echo "== rlmusic home: $RLMUSIC_HOME"
-echo "== audio: $($BIN/python -c 'from rlmusic.audio import synth_route; print(synth_route())')"
+echo "== audio: $($BIN/python -c 'from rlmusic.audio.synth import synth_route; print(synth_route())')"
 echo "== database: upgrade to the newest schema"
 $BIN/rlmusic db upgrade
+
+me=${USER:-$(id -un)}
+echo "== invite: a researcher link for $me (a new link each run; the old one stops working)"
+invite=$($BIN/rlmusic raters invite "$me" --researcher --port "$PORT" | tail -n 1)
+
+shipped_tuned=$($BIN/python -c 'from rlmusic.models.checkpoint import shipped_models
+print(next((name for name in shipped_models() if name != "prior"), ""))')
+if [ -z "$shipped_tuned" ]; then
+  echo "== blind study: skipped, this package ships no tuned model yet (only the prior)"
+else
+  study="prior-vs-$shipped_tuned"
+  if $BIN/rlmusic study list | grep "^$study:" >/dev/null; then
+    echo "== blind study $study: already there ($BIN/rlmusic study report $study)"
+  else
+    echo "== blind study $study: 16 pairs of 64 steps + 4 gold checks, judged on the Compare page"
+    $BIN/rlmusic study create "$study" --models prior "$shipped_tuned" --clips 16 --steps 64 --gold 4 --seed 0
+  fi
+fi
 
 echo "== generate 16 clips from the shipped prior and put them in the rating queue"
 $BIN/rlmusic generate -n 16 --steps 64 --seed "$RANDOM" --out "$RLMUSIC_HOME/clips/prior-$stamp" --enqueue
@@ -28,5 +48,7 @@ fi
 echo "== evaluate the shipped prior (RL Tuner's metrics, structure, originality)"
 $BIN/rlmusic evaluate -n 200 --steps 32
 
-echo "== listening app: http://127.0.0.1:$PORT  (Ctrl-C to stop)"
+echo "== listening app: http://127.0.0.1:$PORT  (Ctrl-C to stop); invited raters only"
+echo "== your researcher link ($me): $invite"
+echo "== invite raters with: $BIN/rlmusic raters invite NAME --port $PORT"
 exec $BIN/rlmusic app --port "$PORT"

@@ -49,6 +49,7 @@ def url(tmp_path, template_db, monkeypatch) -> str:
     url = f"sqlite:///{path}"
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
     monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(common.OPEN_ENV, "1")  # free names (`rlmusic app --open`); invites: test_app_invites.py
     yield url
     db.dispose_engine(url)
 
@@ -370,7 +371,7 @@ def test_launch_refuses_an_old_schema(tmp_path, monkeypatch, capsys):
 def test_launch_starts_streamlit_when_the_schema_is_current(url, monkeypatch, capsys):
     started = []
     monkeypatch.setattr(launch.os, "execv", lambda path, argv: started.append(argv))
-    launch.main(argparse.Namespace(port=8766))
+    launch.main(argparse.Namespace(port=8766, open=False))
     assert started == [launch.streamlit_command(8766)]
     out = capsys.readouterr().out
     assert "audio by fluidsynth" in out or "audio by tinysoundfont" in out

@@ -20,6 +20,7 @@ def app_engine(engine, db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", db_url)
     monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(common, "WRITE_TIMEOUT_S", 0.5)
+    monkeypatch.setenv(common.OPEN_ENV, "1")  # free names: sign_in types one
     return engine
 
 

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import db
+from app import common
 from rlmusic.models import vae_explore as explore
 from rlmusic.models.vae import load_vae
 from rlmusic.music.representation import tokens_to_midi
@@ -27,6 +28,7 @@ def engine(tmp_path, monkeypatch):
     db.upgrade(url)
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
     monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(common.OPEN_ENV, "1")  # the open demo mode: every session a researcher
     yield db.get_engine(url)
     db.dispose_engine(url)
 

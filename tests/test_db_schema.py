@@ -27,6 +27,8 @@ TABLES = {
     "jobs",
     "job_points",
     "rounds",
+    "studies",
+    "study_pairs",
 }
 
 

@@ -29,9 +29,7 @@ def test_upload_harmonise_regenerate_and_rate(browser, server, artifacts, tmp_pa
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     page = context.new_page()
     page.set_default_timeout(ACTION_MS)
-    page.goto(f"{server.base}/studio")
-    page.get_by_label("or a new name").fill("iris")
-    page.get_by_role("button", name="Start").click()
+    page.goto(f"{server.base}/studio?invite={server.invites['rhea']}")  # a researcher's link
     page.get_by_role("button", name="Harmonise").wait_for()
     wait_idle(page)
 
@@ -66,6 +64,6 @@ def test_upload_harmonise_regenerate_and_rate(browser, server, artifacts, tmp_pa
     wait_idle(page)
     [clip] = db.list_clips(server.engine, "harmony")
     assert len(clip.voices) == 4 and Path(clip.audio_path).is_file()
-    assert [(r["rater"], r["stars"]) for r in db.star_rows(server.engine, kind="harmony")] == [("iris", 4)]
+    assert [(r["rater"], r["stars"]) for r in db.star_rows(server.engine, kind="harmony")] == [("rhea", 4)]
     print(f"\nscreenshot: {shot}")
     context.close()

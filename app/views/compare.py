@@ -1,21 +1,26 @@
-"""Compare: hear clips A and B, say which you prefer (or a tie)."""
+"""Compare: hear clips A and B, say which you prefer (or a tie).
+
+A blind A/B study's pairs come first (``db.next_study_pair``), each on the side the study
+drew for it; then any two clips of the same length. Nothing on the page tells which model
+made a clip, nor which pair is an attention check.
+"""
 
 import streamlit as st
 
 import db
 from app import common
 
-SERVED = "compare_pair"  # session_state: the (ClipInfo, ClipInfo) this session is judging
+SERVED = "compare_pair"  # session_state: the (ClipInfo, ClipInfo) this session is judging, left first
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "About the same"}
 
-st.title("Which do you prefer?")
 eng = common.engine()
-rater = common.rater(eng)
+rater = common.rater(eng, "Which do you prefer?")
 common.show_flash()
 
 pair = st.session_state.get(SERVED)
 if pair is None:
-    pair = db.next_pair(eng, rater)
+    study_pair = db.next_study_pair(eng, rater)
+    pair = (study_pair.left, study_pair.right) if study_pair is not None else db.next_pair(eng, rater)
     if pair is None:
         common.empty_queue(
             "No pair left to compare (pairs need two clips of the same length you have "
@@ -31,7 +36,6 @@ for label, (clip, audio), column in zip("AB", served, st.columns(2)):
     with column:
         st.subheader(label)
         common.play(clip, audio)
-        st.caption(f"Clip {clip.id}")
 
 cols = st.columns(len(CHOICES))
 for (winner, text), column in zip(CHOICES.items(), cols):

@@ -1,4 +1,5 @@
-"""Dashboard (researchers): ratings per model, activity, agreement, queue, jobs, rounds."""
+"""Dashboard (researchers): ratings per model, blind A/B studies (win rate, interval, agreement),
+activity, agreement, queue, jobs, rounds."""
 
 import altair as alt
 import pandas as pd
@@ -7,8 +8,9 @@ import streamlit as st
 import db
 from app import common
 
-st.title("Dashboard")
 eng = common.engine()
+common.require_researcher(eng, "the Dashboard")
+st.title("Dashboard")
 
 # --------------------------------------------------------------------------- counts
 counts = db.stats(eng)
@@ -52,6 +54,54 @@ else:
         per_model[["model_id", "model_name", "kind", "n", "mean", "ci_low", "ci_high"]],
         hide_index=True,
     )
+
+# --------------------------------------------------------------------------- studies
+st.header("Blind A/B studies")
+reports = [db.study_report(eng, study["name"]) for study in db.list_studies(eng)]
+if not reports:
+    st.info("No studies yet (`rlmusic study create NAME --models A B --gold 4`).")
+else:
+    table = pd.DataFrame([
+        {"study": r["study"], "A vs B": f"{r['model_a']} vs {r['model_b']}", "comparisons": r["n_comparisons"],
+         "wins_a": r["wins_a"], "wins_b": r["wins_b"], "ties": r["ties"], "win_rate": r["win_rate"],
+         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "ci_low_clustered": r["ci_low_clustered"],
+         "ci_high_clustered": r["ci_high_clustered"], "p_value": r["p_value"], "raters": r["n_raters"],
+         "alpha": r["krippendorff_alpha"], "raters_excluded": r["n_raters_excluded"]}
+        for r in reports
+    ])
+    decided = table.dropna(subset=["win_rate"])
+    if decided.empty:
+        st.info("No study has a decided comparison yet (ties are left out of the win rate).")
+    else:
+        base = alt.Chart(decided).encode(y=alt.Y("study:N", title=None))
+        share = alt.Scale(domain=[0, 1])
+        clustered = base.mark_rule(strokeWidth=1, opacity=0.8).encode(
+            x=alt.X("ci_low_clustered:Q", title="win rate of A (ties left out) with 95% intervals", scale=share),
+            x2="ci_high_clustered:Q")
+        bars = base.mark_rule(strokeWidth=5, opacity=0.5).encode(x=alt.X("ci_low:Q", scale=share), x2="ci_high:Q")
+        dots = base.mark_circle(size=120, opacity=1).encode(
+            x=alt.X("win_rate:Q", scale=share),
+            tooltip=["study", "A vs B", "comparisons", "wins_a", "wins_b", "ties",
+                     alt.Tooltip("win_rate:Q", format=".3f"), alt.Tooltip("p_value:Q", format=".3g")])
+        even = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
+        st.altair_chart((clustered + bars + dots + even).properties(height=max(120, 50 * len(decided))),
+                        width="stretch")
+        st.caption("Dots: share of decided comparisons won by model A; thick bars: 95% Wilson interval (every "
+                   "judgement independent); thin lines: 95% bootstrap over pairs and raters (the one to trust "
+                   "with few pairs); dashed: no preference.")
+    agreed = table.dropna(subset=["alpha"])
+    if agreed.empty:
+        st.info("No agreement yet: Krippendorff's alpha needs two raters judging the same pairs.")
+    else:
+        base = alt.Chart(agreed).encode(y=alt.Y("study:N", title=None))
+        bars = base.mark_bar().encode(
+            x=alt.X("alpha:Q", title="Krippendorff's alpha on shared pairs (1: full agreement, 0: chance)",
+                    scale=alt.Scale(domain=[-1, 1])))
+        values = base.mark_text(align="left", dx=6).encode(x="alpha:Q", text=alt.Text("alpha:Q", format=".2f"))
+        st.altair_chart((bars + values).properties(height=max(120, 50 * len(agreed))), width="stretch")
+    st.dataframe(table, hide_index=True)
+    st.caption("Full report: `rlmusic study report NAME`; raters failing more than "
+               f"{db.MAX_GOLD_FAIL:.0%} of their gold checks are left out of every figure.")
 
 # --------------------------------------------------------------------------- over time
 st.header("Judgements over time")

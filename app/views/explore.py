@@ -25,9 +25,10 @@ PATH_KEY = "explore_path"  # session_state: ((tokens A, tokens B), path tokens (
 
 
 def allowed(eng) -> bool:
-    """Whether this session may explore. Today every session may; the one place to
-    restrict it (e.g. to researchers) later."""
-    return True
+    """Whether this session may explore: researchers (invited with ``rlmusic raters invite
+    NAME --researcher``; everyone in the open demo mode). Draws the invite page and stops
+    for a session without a valid invite."""
+    return common.admit(eng).researcher
 
 
 @st.cache_resource(show_spinner="Loading the melody VAE...")
@@ -72,7 +73,7 @@ def send_to_queue(eng, vae, tokens: list[int], alpha: float) -> int:
 st.title("Explore melodies")
 eng = common.engine()
 if not allowed(eng):
-    st.error("This page is open to researchers only.")
+    st.warning("Only researchers may open the Explore page.")
     st.stop()
 common.show_flash()
 vae = vae_model()

@@ -26,9 +26,10 @@ EVALUATION_KEYS = ("theory_reward_per_step", "kl_per_step", "kl_per_note", "stru
 
 
 def may_manage_jobs() -> bool:
-    """Who may use this page. Today every session may; once raters have roles (a
-    researcher role), this is the one place that asks for it."""
-    return True
+    """Who may use this page: researchers (invited with ``rlmusic raters invite NAME
+    --researcher``; everyone in the open demo mode). Draws the invite page and stops for
+    a session without a valid invite."""
+    return common.admit(common.engine()).researcher
 
 
 def preset_names() -> list[str]:
@@ -169,11 +170,11 @@ def jobs_section() -> None:
     job_view(eng, by_id[selected])
 
 
-st.title("Jobs")
 eng = common.engine()
 if not may_manage_jobs():
     st.warning("Only researchers may open the jobs page.")
     st.stop()
+st.title("Jobs")
 common.show_flash()
 submit_form(eng)
 active = any(j["status"] in ("queued", "running") for j in db.list_jobs(eng, limit=50))

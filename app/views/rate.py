@@ -7,9 +7,8 @@ from app import common
 
 SERVED = "rate_clip"  # session_state: the ClipInfo this session is rating
 
-st.title("Rate a melody")
 eng = common.engine()
-rater = common.rater(eng)
+rater = common.rater(eng, "Rate a melody")
 common.show_flash()
 
 clip = st.session_state.get(SERVED)

@@ -15,10 +15,15 @@ SOURCES = ("A clip of the queue", "A MIDI file")
 
 
 def studio_user(eng) -> str:
-    """Who may use the Studio, and as whom they rate: today every rater signed in to this
-    session (``common.rater``). The one place to switch to researcher and invited-rater
-    roles."""
-    return common.rater(eng)
+    """Who may use the Studio, and as whom they rate (drawing the title): researchers
+    (invited with ``rlmusic raters invite NAME --researcher``; everyone in the open demo
+    mode), under their own name. The one place to let invited raters in too."""
+    name = common.rater(eng, "Studio")
+    who = common.viewer(eng)
+    if who is None or not who.researcher:
+        st.warning("Only researchers may open the Studio.")
+        st.stop()
+    return name
 
 
 def version_label(v) -> str:
@@ -41,7 +46,6 @@ def select_newest() -> None:
         st.session_state["studio_show_left"] = max(newest - 1, 0)
 
 
-st.title("Studio")
 eng = common.engine()
 user = studio_user(eng)
 common.show_flash()

@@ -44,14 +44,15 @@ def enqueue_rows(engine, rows: list[dict], out: Path, model_dir: Path, vocab: Vo
                  tempo: float = 120.0, instrument: str = "piano", audio: bool = True) -> list[int]:
     """Put the clips of ``rows`` (written to ``out``) in the rating queue against their
     model, rendering their audio first when ``audio`` and not rendered yet; sets each row's
-    ``clip_id`` and rewrites the manifest."""
+    ``clip_id`` and rewrites the manifest. A row with ``broken`` true is the broken melody
+    of a gold check (``rlmusic study create``): never served on its own."""
     import db
 
     model_id = register_model(engine, model_dir)
     clips = []
     for row in rows:
         clip = {"tokens": row["tokens"], "steps": row["steps"], "seed": row["seed"],
-                "midi_path": str((out / row["midi"]).resolve())}
+                "midi_path": str((out / row["midi"]).resolve()), "broken": bool(row.get("broken"))}
         if audio:
             if row.get("audio") is None:
                 row["audio"] = f"{Path(row['midi']).stem}.ogg"

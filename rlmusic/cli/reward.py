@@ -1,17 +1,25 @@
 """``rlmusic reward fit|prioritise|score``: fit a reward model on every stored rating and
 comparison (read from the database here and handed to ``rlmusic.feedback.fit`` as plain
 rows), queue the clips its ensemble disagrees on first, or print scores of a manifest.
+
+``reward fit`` leaves out the comparisons of studies' gold checks (they test attention, not
+taste); with ``--exclude-gold-failures`` also every judgement of raters who failed more
+than ``--max-gold-fail`` of their gold checks. It prints the raters' own agreement on the
+comparisons it fits (``rlmusic.feedback.agreement``) next to the model's held-out pairwise
+accuracy, and saves it in the model's ``config.json`` (``rater_agreement``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.feedback.agreement import pairwise_agreement
 from rlmusic.feedback.fit import (
     SPLITS,
     TIES,
@@ -36,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--split", choices=SPLITS, help="held-out evaluation split (default rater)")
     fit.add_argument("--ties", choices=TIES, help="ties as half-wins (default) or skipped")
     fit.add_argument("--config", help="RewardModelConfig keys as TOML or JSON (flags override it)")
+    fit.add_argument("--exclude-gold-failures", action="store_true",
+                     help="leave out every judgement of raters who failed more than --max-gold-fail of the "
+                          "gold checks of the studies (rlmusic study create --gold K)")
+    fit.add_argument("--max-gold-fail", type=float, default=None,
+                     help="with --exclude-gold-failures: the share of failed gold checks a rater may have "
+                          "(default 0.25)")
     add_device(fit)
     add_threads(fit)
     pri = sub.add_parser("prioritise", help="active selection: queue the clips the ensemble disagrees on first")
@@ -55,27 +69,74 @@ def config_from_args(args: argparse.Namespace) -> RewardModelConfig:
     return RewardModelConfig.from_dict(data)
 
 
+def rows_from_db(engine, exclude_gold_failures: bool = False, max_gold_fail: float | None = None
+                 ) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """(star rows, pair rows, what was left out): every rating and comparison but those
+    of gold checks and, with ``exclude_gold_failures``, those of raters who failed more
+    than ``max_gold_fail`` of their gold checks."""
+    import db
+
+    limit = db.MAX_GOLD_FAIL if max_gold_fail is None else max_gold_fail
+    if not 0 <= limit <= 1:
+        raise ValueError(f"--max-gold-fail must be a share in 0..1, got {limit}")
+    gold_ids = db.gold_comparison_ids(engine)
+    excluded = sorted(name for name, r in db.gold_record(engine).items()
+                      if exclude_gold_failures and r["failed"] / r["checks"] > limit)
+    stars = [r for r in db.star_rows(engine) if r["rater"] not in excluded]
+    pairs = [r for r in db.pair_rows(engine) if r["comparison_id"] not in gold_ids]
+    n_gold = len(gold_ids)
+    kept = [r for r in pairs if r["rater"] not in excluded]
+    left_out = {"gold_comparisons": n_gold, "raters_excluded": excluded, "max_gold_fail": limit,
+                "comparisons_of_excluded": len(pairs) - len(kept)}
+    return stars, kept, left_out
+
+
 def fit_from_db(out: str | Path, prior: str | Path | None = None, config: RewardModelConfig | None = None,
-                device: str = "auto", engine=None) -> RewardModel:
-    """Read every rating and comparison from the database, fit, save into ``out``."""
+                device: str = "auto", engine=None, exclude_gold_failures: bool = False,
+                max_gold_fail: float | None = None) -> RewardModel:
+    """Read the ratings and comparisons from the database (``rows_from_db``), fit, and save
+    into ``out`` with the raters' own agreement (``meta["rater_agreement"]``) and what was
+    left out (``meta["left_out"]``)."""
     import db
 
     engine = engine or db.get_engine()
     db.check_schema(engine)
-    model = fit_reward_model(db.star_rows(engine), db.pair_rows(engine), prior, config,
-                             device=resolve_device(device))
+    stars, pairs, left_out = rows_from_db(engine, exclude_gold_failures, max_gold_fail)
+    model = fit_reward_model(stars, pairs, prior, config, device=resolve_device(device))
+    model.meta["rater_agreement"] = pairwise_agreement(pairs)
+    model.meta["left_out"] = left_out
     model.save(out)
     return model
+
+
+def agreement_line(model: RewardModel) -> str:
+    """The raters' agreement next to the model's held-out pairwise accuracy."""
+    a, m = model.meta["rater_agreement"], model.metrics
+    if not a["n_rater_pairs"]:
+        ceiling = "n/a (no two raters decided the same pair of clips)"
+    else:
+        ceiling = f"{a['pairwise_agreement']:.3f} over {a['n_rater_pairs']} pairs of raters on {a['n_shared_pairs']} pairs of clips"
+    accuracy = m.get("pairwise_accuracy")
+    shown = "n/a" if accuracy is None or not math.isfinite(accuracy) else f"{accuracy:.3f}"
+    return (f"raters' own agreement {ceiling}; the model's held-out pairwise accuracy {shown} "
+            "(agreement is the ceiling: no model predicts a rater better than another rater does)")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.action == "fit":
         apply_threads(args)
-        model = fit_from_db(args.out, args.prior, config_from_args(args), args.device)
-        d = model.meta["data"]
+        if args.max_gold_fail is not None and not args.exclude_gold_failures:
+            raise ValueError("--max-gold-fail goes with --exclude-gold-failures")
+        model = fit_from_db(args.out, args.prior, config_from_args(args), args.device,
+                            exclude_gold_failures=args.exclude_gold_failures, max_gold_fail=args.max_gold_fail)
+        d, left = model.meta["data"], model.meta["left_out"]
+        print(f"reward fit: left out {left['gold_comparisons']} gold-check comparisons"
+              + (f"; {len(left['raters_excluded'])} raters who failed more than {left['max_gold_fail']:.0%} of their "
+                 f"gold checks ({', '.join(left['raters_excluded']) or 'none'})" if args.exclude_gold_failures else ""))
         print(f"reward fit: {d['n_ratings']} star ratings + {d['n_comparisons']} comparisons "
               f"({d['n_ties']} ties, {d['ties']}) from {d['n_raters']} raters")
         print("reward fit: " + format_metrics(model.metrics))
+        print("reward fit: " + agreement_line(model))
         print(f"reward fit: wrote {args.out}")
         return 0
     model = load_reward_model(args.reward_model)
