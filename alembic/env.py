@@ -5,7 +5,11 @@ tests), ``-x url=...`` on the alembic command line, then ``db.database_url()``
 (``RLMUSIC_DATABASE_URL`` or the default SQLite file). The engine is ``db.get_engine``'s,
 so SQLite gets the same pragmas (WAL, busy timeout, foreign keys) as the application.
 SQLite cannot ALTER most things, so migrations run in batch mode there
-(``render_as_batch``: copy-and-rename tables).
+(``render_as_batch``: copy-and-rename tables). Copying a table that other rows point to
+(clips under ratings) is refused while SQLite enforces foreign keys, so they are off for
+the migration (SQLite's documented procedure for schema changes), every reference is
+checked with ``PRAGMA foreign_key_check`` before the migration commits, and they are on
+again afterwards.
 """
 
 from __future__ import annotations
@@ -66,12 +70,30 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _check_foreign_keys(connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"migration left {len(broken)} broken references, e.g. {tuple(broken[0])}; "
+                           "nothing was changed")
+
+
 def run_migrations_online() -> None:
     engine = get_engine(_url())
     with engine.connect() as connection:
-        context.configure(connection=connection, **_configure_kwargs(connection.dialect.name))
-        with context.begin_transaction():
-            context.run_migrations()
+        sqlite = connection.dialect.name == "sqlite"
+        raw = connection.connection.dbapi_connection  # autocommit (db.engine): no BEGIN of SQLAlchemy's
+        if sqlite:  # outside any transaction: SQLite ignores the pragma inside one
+            raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            context.configure(connection=connection, **_configure_kwargs(connection.dialect.name))
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                connection.rollback()
+                raw.execute("PRAGMA foreign_keys = ON")
 
 
 if context.is_offline_mode():

@@ -122,6 +122,9 @@ def test_sqlite_engine_uses_wal_busy_timeout_and_foreign_keys(tmp_path):
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        db.upgrade(url)  # migrations copy tables with foreign keys off; the pooled connection gets them back
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         db.dispose_engine(url)
 
