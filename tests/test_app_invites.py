@@ -101,7 +101,7 @@ def test_a_rater_cannot_open_the_researcher_pages(engine):
     assert "Queue a tuning job" not in texts(at.subheader)
     at = visit("main", rater)
     assert at.title[0].value == "Rate a melody"
-    with pytest.raises(ValueError, match=r"Known pages: \[.*rate\.py', .*compare\.py'\]"):
+    with pytest.raises(ValueError, match=r"Known pages: \[.*rate\.py', .*compare\.py', .*studio\.py'\]"):
         at.switch_page("views/dashboard.py")  # not in a rater's navigation
     at = visit("main", researcher)
     at.switch_page("views/dashboard.py").run()
@@ -113,19 +113,22 @@ def test_a_rater_cannot_open_the_researcher_pages(engine):
     assert not at.exception and "Queue a tuning job" in texts(at.subheader)
 
 
-def test_explore_and_studio_are_for_researchers(engine):
+def test_explore_is_for_researchers_and_the_studio_for_every_invited_rater(engine):
     enqueue(engine)
     rater, researcher = db.invite_rater(engine, "cy"), db.invite_rater(engine, "dee", researcher=True)
     at = visit("explore", rater)
     assert "Only researchers may open the Explore page." in texts(at.warning) and not at.get("audio")
-    at = visit("studio", rater)
-    assert "Only researchers may open the Studio." in texts(at.warning)
+    with pytest.raises(ValueError, match=r"Known pages: \[.*rate\.py', .*compare\.py', .*studio\.py'\]"):
+        visit("main", rater).switch_page("views/explore.py")
+    at = visit("explore", researcher)
+    assert not at.exception and at.title[0].value == "Explore melodies"
+    for token, name in ((rater, "cy"), (researcher, "dee")):  # the Studio: as themself
+        at = visit("studio", token)
+        assert not at.exception and at.title[0].value == "Studio"
+        assert any(b.key == "studio_harmonise" for b in at.button) and "Who is listening?" not in texts(at.subheader)
+        assert f"Signed in as **{name}**" in texts(at.sidebar.markdown)
+    at = visit("studio")  # no invite: the friendly page, no Studio
     assert not any(b.key == "studio_harmonise" for b in at.button)
-    at = visit("studio", researcher)
-    assert not at.exception and at.title[0].value == "Studio"
-    assert any(b.key == "studio_harmonise" for b in at.button)
-    with pytest.raises(ValueError, match=r"Known pages: \[.*rate\.py', .*compare\.py'\]"):
-        visit("main", rater).switch_page("views/studio.py")
 
 
 def blind_study(engine, gold_swap: bool = True):
