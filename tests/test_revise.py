@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 import pytest
+from test_harmonize import write_notes
 
 from rlmusic.cli.main import main
 from rlmusic.corpus.cache import load_corpus
@@ -106,4 +107,21 @@ def test_bad_spans_and_options_are_one_line_errors(tmp_path, capsys, args, messa
     assert main(["revise", str(DATA / "melody.mid"), "--out", str(out), *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("rlmusic revise: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: write_notes(d / "chord.mid", [(60, 0, 1), (64, 0, 1), (67, 1, 2)]), "not one line"),
+    (lambda d: write_notes(d / "two.mid", [(72, 0, 1)], [(48, 0, 1)]), "--track N"),
+    (lambda d: write_notes(d / "empty.mid", []), "no (non-drum) notes"),
+    (lambda d: write_notes(d / "wide.mid", [(40, 0, 0.5), (90, 0.5, 1)]), "cannot be moved by octaves"),
+    (lambda d: (d / "bad.mid").write_bytes(b"not midi") and d / "bad.mid", "cannot read MIDI"),
+])
+def test_inputs_it_cannot_revise_are_the_harmonizers_one_line_errors(tmp_path, capsys, make, message):
+    """``revise`` takes what ``harmonize`` (and the corpus builder) takes, with the same errors."""
+    path = make(tmp_path)
+    out = tmp_path / "out.mid"
+    assert main(["revise", str(path), "--steps", "0:4", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlmusic revise: error: ") and message in err and err.count("\n") == 1, err
     assert not out.exists()
