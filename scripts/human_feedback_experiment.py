@@ -10,9 +10,13 @@ through the product's own commands (docs/results.md, "Human feedback").
 5. 1,000 fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
    in standard deviations of the prior's melodies with its 95% interval, the reward model's
    score and out-of-distribution ratio of both, KL per step and per note, notes out of key
-   (RL Tuner's count). Written to OUT/result.json.
+   (RL Tuner's count), and the same change for every other taste. Written to OUT/result.json.
 
-    .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seed 0] [--timesteps 196608]
+``--control``: the same, but the stars are shuffled among the rated clips after the import
+(same raters, same star counts, no taste left in them): what tuning against a reward model
+moves by itself, the baseline each taste's change is read against.
+
+    .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seed 0] [--timesteps 196608] [--control]
 """
 
 from __future__ import annotations
@@ -44,10 +48,33 @@ def queue_prior_clips(out: Path, n: int, steps: int, seed: int) -> None:
     enqueue_rows(db.get_engine(), rows, out / "clips", default_prior_dir(), prior.vocab, audio=False)
 
 
+def shuffle_stars(seed: int) -> int:
+    """Permute the stored stars among the ratings (the control); returns how many."""
+    from sqlalchemy import select, update
+
+    import db
+    from db.models import Rating
+
+    engine = db.get_engine()
+    with engine.begin() as c:
+        rows = c.execute(select(Rating.id, Rating.stars).order_by(Rating.id)).all()
+        stars = np.random.default_rng(seed).permutation([r.stars for r in rows])
+        for (rating_id, _), new in zip(rows, stars, strict=True):
+            c.execute(update(Rating).where(Rating.id == rating_id).values(stars=int(new)))
+    return len(rows)
+
+
+def effect(ta: np.ndarray, tb: np.ndarray) -> dict:
+    """The change of a taste in standard deviations of the prior's melodies, with its 95% interval."""
+    sd, diff = ta.std(ddof=1), tb.mean() - ta.mean()
+    half = 1.96 * math.sqrt(ta.var(ddof=1) / len(ta) + tb.var(ddof=1) / len(tb))
+    return {"effect_sd": float(diff / sd), "ci_low_sd": float((diff - half) / sd), "ci_high_sd": float((diff + half) / sd)}
+
+
 def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345) -> dict:
     from rlmusic.evaluation.table import evaluate_tokens
     from rlmusic.feedback.reward_model import load_reward_model
-    from rlmusic.feedback.simulate import taste_score
+    from rlmusic.feedback.simulate import TASTES, taste_score
     from rlmusic.models.checkpoint import load_model
     from rlmusic.models.generate import sample_tokens
 
@@ -55,16 +82,12 @@ def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345)
     rm = load_reward_model(out / "rm")
     a, b = sample_tokens(prior, n, steps, seed=seed), sample_tokens(tuned, n, steps, seed=seed)
     ta, tb = taste_score(a, taste), taste_score(b, taste)
-    sd = ta.std(ddof=1)
-    diff = tb.mean() - ta.mean()
-    half = 1.96 * math.sqrt(ta.var(ddof=1) / n + tb.var(ddof=1) / n)
     ea = evaluate_tokens(a, prior.vocab, prior=prior, corpus="irish")
     eb = evaluate_tokens(b, prior.vocab, prior=prior, model=tuned, corpus="irish")
     metrics = json.loads((out / "rm" / "metrics.json").read_text())
     return {
         "taste": taste, "n": n, "seed": seed, "prior_taste": float(ta.mean()), "tuned_taste": float(tb.mean()),
-        "prior_sd": float(sd), "effect_sd": float(diff / sd), "ci_low_sd": float((diff - half) / sd),
-        "ci_high_sd": float((diff + half) / sd),
+        "prior_sd": float(ta.std(ddof=1)), **effect(ta, tb),
         "reward_model_score_prior": float(rm.score(a).mean()), "reward_model_score_tuned": float(rm.score(b).mean()),
         "ood_prior": float(np.median(rm.ood(a))), "ood_tuned": float(np.median(rm.ood(b))),
         "kl_per_step": eb["kl_per_step"], "kl_per_note": eb["kl_per_note"],
@@ -72,6 +95,7 @@ def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345)
         "notes_not_in_key_tuned": eb["rl_tuner/notes_not_in_key"],
         "reward_model_heldout": {k: metrics.get(k) for k in ("split", "star_pair_accuracy", "spearman",
                                                              "n_test_star_pairs", "n_train_ratings")},
+        "every_taste": {t: effect(taste_score(a, t), taste_score(b, t)) for t in TASTES},
     }
 
 
@@ -86,6 +110,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64, help="steps per melody")
     ap.add_argument("--timesteps", type=int, default=196_608, help="PPO env steps")
     ap.add_argument("--seed", type=int, default=0, help="seed of clips, raters, reward model and tuning")
+    ap.add_argument("--control", action="store_true", help="shuffle the stars among the clips before the fit")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -97,12 +122,14 @@ def main() -> None:
         run(env, "simulate-raters", "--taste", args.taste, "--n-raters", args.raters,
             "--per-rater", args.ratings // args.raters, "--noise", args.noise, "--seed", args.seed,
             "--csv-dir", out / "csv")
+        if args.control:
+            print(f"control: shuffled the stars of {shuffle_stars(args.seed)} ratings among the clips", flush=True)
         run(env, "reward", "fit", "--out", out / "rm", "--seed", args.seed)
     if not (out / "tuned" / "model.safetensors").is_file():
         resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
         run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
             "--timesteps", args.timesteps, "--seed", args.seed, "--no-progress", *resume)
-    result = measure(out, args.taste, args.steps)
+    result = {**measure(out, args.taste, args.steps), "control": args.control}
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
