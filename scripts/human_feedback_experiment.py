@@ -17,6 +17,7 @@ through the product's own commands (docs/results.md, "Human feedback").
 moves by itself, the baseline each taste's change is read against.
 
     .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seed 0] [--timesteps 196608] [--control]
+        [--config F.toml]
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--timesteps", type=int, default=196_608, help="PPO env steps")
     ap.add_argument("--seed", type=int, default=0, help="seed of clips, raters, reward model and tuning")
     ap.add_argument("--control", action="store_true", help="shuffle the stars among the clips before the fit")
+    ap.add_argument("--config", default=None, help="TOML of tune config keys on top of the human preset "
+                    "(default: none, the product's own choice)")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +131,9 @@ def main() -> None:
     if not (out / "tuned" / "model.safetensors").is_file():
         resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
         run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
-            "--timesteps", args.timesteps, "--seed", args.seed, "--no-progress", *resume)
-    result = {**measure(out, args.taste, args.steps), "control": args.control}
+            "--timesteps", args.timesteps, "--seed", args.seed, "--no-progress", *resume,
+            *(["--preset", "human", "--config", Path(args.config).resolve()] if args.config else []))
+    result = {**measure(out, args.taste, args.steps), "control": args.control, "config": args.config}
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

@@ -19,7 +19,19 @@ import numpy as np
 
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.evaluation.table import evaluate_model
+from rlmusic.models.checkpoint import load_model
+from rlmusic.models.generate import sample_tokens
+from rlmusic.music.originality import batch_diversity, unshared_ngrams
 from rlmusic.music.structure import structure_scores
+
+
+def real_vs_prior(real: np.ndarray, steps: int, seed: int, draws: int = 20) -> dict:
+    """Diversity of the held-out tunes and of as many prior samples (both measures depend
+    on the batch size, so they are compared at the tunes' own count, averaged over draws)."""
+    prior = sample_tokens(load_model(), len(real) * draws, steps, seed=seed).reshape(draws, len(real), steps)
+    return {"real_diversity": batch_diversity(real), "real_unshared_ngrams": float(unshared_ngrams(real).mean()),
+            "prior_diversity_same_n": float(np.mean([batch_diversity(p) for p in prior])),
+            "prior_unshared_ngrams_same_n": float(np.mean([unshared_ngrams(p).mean() for p in prior]))}
 
 
 def weights(run: Path) -> str:
@@ -44,15 +56,19 @@ def main() -> None:
     for name, model in [("shipped prior", None)] + [(weights(Path(r)), r) for r in args.runs]:
         t = evaluate_model(model, n=args.n, steps=args.steps, seed=args.seed, device="cpu")
         rows.append({"run": name, "model": model, **{k: t[k] for k in (
-            "structure", "novelty", "copied_notes", "diversity", "kl_per_step", "kl_per_note",
+            "structure", "novelty", "copied_notes", "diversity", "unshared_ngrams", "kl_per_step", "kl_per_note",
             "rl_tuner/notes_not_in_key", "structure_repetition", "structure_variety")}})
-    print(f"held-out tunes (test split, {len(real)} of >= {args.steps} steps): structure {real_structure:.3f}")
-    print(f"{'run':45s} {'struct':>7s} {'novelty':>7s} {'copied':>7s} {'divers':>7s} {'KL/step':>7s}")
+    same_n = real_vs_prior(real, args.steps, args.seed)
+    print(f"held-out tunes (test split, {len(real)} of >= {args.steps} steps): structure {real_structure:.3f}, "
+          f"diversity {same_n['real_diversity']:.3f} (prior at the same count {same_n['prior_diversity_same_n']:.3f}), "
+          f"unshared n-grams {same_n['real_unshared_ngrams']:.3f} (prior {same_n['prior_unshared_ngrams_same_n']:.3f})")
+    print(f"{'run':45s} {'struct':>7s} {'novelty':>7s} {'copied':>7s} {'divers':>7s} {'unshar':>7s} {'KL/step':>7s}")
     for r in rows:
         print(f"{r['run']:45s} {r['structure']:7.3f} {r['novelty']:7.3f} {r['copied_notes']:7.2f} "
-              f"{r['diversity']:7.3f} {r['kl_per_step']:7.3f}")
+              f"{r['diversity']:7.3f} {r['unshared_ngrams']:7.3f} {r['kl_per_step']:7.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"real_structure": real_structure, "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"real_structure": real_structure, **same_n, "rows": rows}, indent=1)
+                                   + "\n")
     if args.out:
         import matplotlib
 

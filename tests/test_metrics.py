@@ -15,6 +15,7 @@ from rlmusic.music.originality import (
     interval_ngrams,
     note_pitches,
     originality_scores,
+    unshared_ngrams,
 )
 from rlmusic.music.representation import DEFAULT_VOCAB as V
 from rlmusic.music.representation import Vocabulary
@@ -98,6 +99,24 @@ def test_originality_scores_and_collapse():
     assert batch_diversity(same) == pytest.approx(11 / 33)  # 11 distinct 4-grams, 3 copies
     with pytest.raises(ValueError, match="max_copied_notes"):
         originality_scores(same, V, corpus, max_copied_notes=0)
+
+
+def test_unshared_ngrams_counts_sharing_between_melodies_not_repetition_within_one():
+    a = mel(60, 62, 64, 65, 67, 65, 64, 62, 60, 59, 60, 62)
+    b = mel(72, 67, 76, 69, 79, 71, 74, 77, 81, 72, 65, 70)
+    a_twice = np.concatenate([a, a])  # a melody that states its phrase twice (form)
+    b_long = np.concatenate([b, mel(83, 60, 84, 61, 82, 48, 80, 50, 78, 52, 76, 55)])
+    assert unshared_ngrams(np.stack([a_twice, b_long])) == pytest.approx([1.0, 1.0])
+    # batch_diversity counts the repeated phrase against the batch; unshared_ngrams does not
+    assert batch_diversity(np.stack([a_twice, b_long])) == pytest.approx(32 / 40)  # 8 grams come back
+    # melodies that share material: all of a's grams occur in a + b
+    a_rest = np.concatenate([a, np.full(len(b), R)])
+    shared = unshared_ngrams(np.stack([np.concatenate([a, b]), a_rest]))
+    assert shared[1] == 0.0 and 0 < shared[0] < 1
+    assert np.all(unshared_ngrams(np.stack([a, a, a])) == 0)
+    assert unshared_ngrams(np.stack([a, mel(60, "-", "r", 62, *["r"] * 8)]))[1] == 0.0  # no 4-gram at all
+    both = np.stack([np.concatenate([a, b]), a_rest])
+    assert evaluate_tokens(both)["unshared_ngrams"] == pytest.approx(shared.mean())
 
 
 # --------------------------------------------------------------------------- evaluate_tokens

@@ -140,6 +140,7 @@ def evaluate_tokens(
         out["copied_notes"] = float(orig["copied_notes"].mean())
         out["copied_over_max"] = float((orig["copied_notes"] > max_copied_notes).mean())
     out["diversity"] = originality.batch_diversity(tokens, vocab)
+    out["unshared_ngrams"] = float(originality.unshared_ngrams(tokens, vocab).mean())
     out["distinct_melodies"] = len({t.tobytes() for t in tokens}) / N
     if model is not None:
         if prior is None:

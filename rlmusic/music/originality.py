@@ -150,6 +150,23 @@ def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: in
     return float(len(np.unique(allg)) / len(allg)) if len(allg) else 1.0
 
 
+def _unshared(pitches: Sequence[np.ndarray], n: int) -> np.ndarray:
+    grams = [np.unique(interval_ngrams(p, n)) for p in pitches]
+    owners = np.concatenate([np.full(len(g), i) for i, g in enumerate(grams)]) if grams else np.zeros(0)
+    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
+    _, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
+    only_mine = counts[inverse] == 1
+    return np.array([only_mine[owners == i].mean() if len(g) else 0.0 for i, g in enumerate(grams)])
+
+
+def unshared_ngrams(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> np.ndarray:
+    """Per melody, the share of its distinct ``n``-interval n-grams found in no other melody of
+    the batch (0 for a melody without one): (N, T) -> (N,). The per-melody ``diversity`` of
+    ``originality_scores`` and of the tuning reward. Unlike ``batch_diversity`` it does not
+    fall when a melody repeats its own material, only when melodies share theirs."""
+    return _unshared([note_pitches(t, vocab) for t in np.atleast_2d(tokens)], n)
+
+
 def originality_scores(
     tokens: np.ndarray,
     vocab: Vocabulary = DEFAULT_VOCAB,
@@ -180,12 +197,7 @@ def originality_scores(
     novelty = np.array([index.novelty(p) for p in pitches])
     copied = np.array([index.longest_copied_span(p) for p in pitches], dtype=np.float64)
     penalty = np.minimum(1.0, np.maximum(0.0, copied - max_copied_notes) / max_copied_notes)
-    grams = [np.unique(interval_ngrams(p, index.n)) for p in pitches]
-    owners = np.concatenate([np.full(len(g), i) for i, g in enumerate(grams)]) if grams else np.zeros(0)
-    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
-    uniq, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
-    only_mine = counts[inverse] == 1
-    diversity = np.array([only_mine[owners == i].mean() if len(g) else 0.0 for i, g in enumerate(grams)])
+    diversity = _unshared(pitches, index.n)
     novelty = np.nan_to_num(novelty, nan=0.0)
     return {"novelty": novelty, "copied_notes": copied, "copy_penalty": penalty,
             "diversity": diversity, "originality": novelty * (1.0 - penalty)}
