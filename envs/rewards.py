@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rlmusic.music.originality import NgramIndex, originality_scores
+from rlmusic.music.originality import NgramIndex, RecentNgrams, note_pitches, originality_scores
 from rlmusic.music.representation import Vocabulary
 from rlmusic.music.reward import TheoryConfig, step_rewards
 from rlmusic.music.rl_tuner_rewards import COMPONENTS as RL_TUNER_COMPONENTS
@@ -129,11 +129,13 @@ def final_reward_from_weights(
     theory: Any = None,
     steps: int | None = None,
     corpus: NgramIndex | None = None,
+    diversity_memory: int = 0,
 ) -> FinalReward:
     """End-of-melody terms, each times its weight (zero weights cost nothing):
     ``structure`` (``structure_scores``), ``novelty`` (``originality_scores``' originality:
     novelty against ``corpus``, an ``NgramIndex``, times one minus the copy penalty) and
-    ``diversity`` (within the batch)."""
+    ``diversity`` (the share of the melody's 4-grams no other melody of the batch has, nor,
+    with ``diversity_memory`` > 0, any of the last ``diversity_memory`` melodies before it)."""
     valid = ("diversity", "novelty", "structure")
     unknown = sorted(set(weights) - set(valid))
     if unknown:
@@ -149,6 +151,7 @@ def final_reward_from_weights(
         raise ValueError("the novelty term needs the n-gram index of a corpus (corpus=NgramIndex)")
     index = corpus if corpus is not None else NgramIndex.build([], vocab)  # diversity needs no corpus
     want_originality = bool({"novelty", "diversity"} & set(active))
+    memory = RecentNgrams(diversity_memory, index.n) if diversity_memory else None
 
     def final(tokens: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -159,7 +162,12 @@ def final_reward_from_weights(
             if "novelty" in active:  # novelty with the copy penalty: copying the corpus earns nothing
                 out["novelty"] = active["novelty"] * np.asarray(scores["originality"], dtype=np.float64)
             if "diversity" in active:
-                out["diversity"] = active["diversity"] * np.asarray(scores["diversity"], dtype=np.float64)
+                diversity = scores["diversity"]
+                if memory is not None:
+                    pitches = [note_pitches(t, vocab) for t in np.atleast_2d(tokens)]
+                    diversity = memory.unshared(pitches)
+                    memory.add(pitches)
+                out["diversity"] = active["diversity"] * np.asarray(diversity, dtype=np.float64)
         return out
 
     return final

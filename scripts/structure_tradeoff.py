@@ -36,8 +36,9 @@ def real_vs_prior(real: np.ndarray, steps: int, seed: int, draws: int = 20) -> d
 
 def weights(run: Path) -> str:
     stored = json.loads((run / "tune_config.json").read_text())["config"]
+    memory = f" (memory {stored['diversity_memory']})" if stored.get("diversity_memory") else ""
     return (f"structure {stored['structure_weight']:g}, novelty {stored['novelty_weight']:g}, "
-            f"diversity {stored['diversity_weight']:g}")
+            f"diversity {stored['diversity_weight']:g}{memory}")
 
 
 def main() -> None:

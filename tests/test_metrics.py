@@ -310,3 +310,22 @@ def test_the_table_reports_rl_tuners_metrics_magentas_way_and_ours_under_our_nam
     # shares per 16th step (Magenta) vs per note onset (ours): same count, other denominator
     assert table["rl_tuner/num_steps"] == 32
     assert table["rl_tuner/notes_in_motif"] == table["rl_tuner/num_notes_in_motif"] / 32
+
+
+def test_the_diversity_reward_with_a_memory_counts_grams_of_earlier_batches_as_shared():
+    from envs.rewards import final_reward_from_weights
+
+    a = mel(60, 62, 64, 65, 67, 65, 64, 62, 60, 59, 60, 62)
+    b = mel(72, 67, 76, 69, 79, 71, 74, 77, 81, 72, 65, 70)
+    c = mel(48, 55, 50, 57, 52, 59, 53, 60, 55, 62, 57, 64)
+    batch_only = final_reward_from_weights(V, {"diversity": 2.0})
+    remembering = final_reward_from_weights(V, {"diversity": 2.0}, diversity_memory=2)
+    for final in (batch_only, remembering):
+        assert final(np.stack([a, b]))["diversity"] == pytest.approx([2.0, 2.0])
+    # the next batch plays a again: new to the batch, but the memory heard it
+    assert batch_only(np.stack([a, c]))["diversity"] == pytest.approx([2.0, 2.0])
+    assert remembering(np.stack([a, c]))["diversity"] == pytest.approx([0.0, 2.0])
+    # memory of 2 melodies: a and c now; b has left it
+    assert remembering(np.stack([b, c]))["diversity"] == pytest.approx([2.0, 0.0])
+    with pytest.raises(ValueError, match="memory size must be >= 0, got -1"):
+        final_reward_from_weights(V, {"diversity": 1.0}, diversity_memory=-1)

@@ -179,6 +179,7 @@ def test_killed_run_resumes_and_finishes_at_the_same_total(prior_dir, smoke_conf
     [
         ("stepz = 32\n", r"unknown tune config keys \['stepz'\]; valid: .*'steps'"),
         ("structure_weight = -1.0\n", "structure_weight must be >= 0"),
+        ("diversity_memory = -5\n", "diversity_memory must be >= 0, got -5"),
         ("beta = -0.1\n", "beta must be >= 0"),
         ("[theory]\nin_kee = 1.0\n", "unknown theory config key 'in_kee'"),
         ("[theory]\nin_key = -1.0\n", "must be >= 0"),

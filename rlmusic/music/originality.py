@@ -13,6 +13,7 @@ corpus split). The definitions are in docs/theory.md ("Originality").
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,13 +151,50 @@ def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: in
     return float(len(np.unique(allg)) / len(allg)) if len(allg) else 1.0
 
 
-def _unshared(pitches: Sequence[np.ndarray], n: int) -> np.ndarray:
+def _only_mine(pitches: Sequence[np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per melody: its distinct n-grams and, for each, whether no other melody has it."""
     grams = [np.unique(interval_ngrams(p, n)) for p in pitches]
-    owners = np.concatenate([np.full(len(g), i) for i, g in enumerate(grams)]) if grams else np.zeros(0)
     allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
     _, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
-    only_mine = counts[inverse] == 1
-    return np.array([only_mine[owners == i].mean() if len(g) else 0.0 for i, g in enumerate(grams)])
+    only_mine = np.split(counts[inverse] == 1, np.cumsum([len(g) for g in grams])[:-1]) if grams else []
+    return list(zip(grams, only_mine, strict=True))
+
+
+def _unshared(pitches: Sequence[np.ndarray], n: int) -> np.ndarray:
+    return np.array([mine.mean() if len(g) else 0.0 for g, mine in _only_mine(pitches, n)])
+
+
+class RecentNgrams:
+    """The distinct n-grams of the last ``size`` melodies, counted, for a diversity that looks
+    beyond one batch: ``unshared(pitches)`` is ``unshared_ngrams`` of a batch in which a gram
+    also counts as shared when a remembered melody has it; ``add`` then remembers the batch
+    (the oldest melodies leave first)."""
+
+    def __init__(self, size: int, n: int = 4):
+        if size < 0:
+            raise ValueError(f"memory size must be >= 0, got {size}")
+        self.size, self.n = size, n
+        self.melodies: deque[np.ndarray] = deque()
+        self.counts: dict[int, int] = {}
+
+    def unshared(self, pitches: Sequence[np.ndarray]) -> np.ndarray:
+        out = []
+        for grams, mine in _only_mine(pitches, self.n):
+            seen = np.fromiter((g in self.counts for g in grams.tolist()), bool, len(grams))
+            out.append(float((mine & ~seen).mean()) if len(grams) else 0.0)
+        return np.array(out)
+
+    def add(self, pitches: Sequence[np.ndarray]) -> None:
+        for p in pitches:
+            grams = np.unique(interval_ngrams(p, self.n))
+            self.melodies.append(grams)
+            for g in grams.tolist():
+                self.counts[g] = self.counts.get(g, 0) + 1
+        while len(self.melodies) > self.size:
+            for g in self.melodies.popleft().tolist():
+                self.counts[g] -= 1
+                if not self.counts[g]:
+                    del self.counts[g]
 
 
 def unshared_ngrams(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> np.ndarray:

@@ -63,7 +63,8 @@ class TuneConfig:
     structure_weight: float = 0.0  # structure (form) score of the melody
     structure_shaping: bool = True  # pay the structure score as it grows, step by step (same total per melody)
     novelty_weight: float = 0.0  # end-of-melody originality vs the prior's corpus (novelty x copy penalty)
-    diversity_weight: float = 0.0  # end-of-melody diversity within the batch
+    diversity_weight: float = 0.0  # end-of-melody diversity: share of the melody's 4-grams no other melody has
+    diversity_memory: int = 0  # melodies before the batch whose 4-grams also count as shared (0: the batch only)
     human_weight: float = 1.0  # end-of-melody reward model score (only with a reward model)
     guard: dict[str, Any] = field(default_factory=dict)  # [guard]: rlmusic.feedback.guard.GuardConfig keys
     style_weight: float = 0.0  # end-of-melody style critic log-odds of "real corpus melody" (rlmusic.tuning.critic)
@@ -153,6 +154,8 @@ class TuneConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.diversity_memory < 0:
+            raise ValueError(f"diversity_memory must be >= 0, got {self.diversity_memory}")
         for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

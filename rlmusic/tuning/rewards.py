@@ -59,7 +59,7 @@ def build_rewards(config: TuneConfig, vocab: Vocabulary, corpus: str | None) -> 
     if config.novelty_weight and corpus is None:
         raise ValueError("novelty_weight > 0 needs a corpus: the prior's provenance names none; set eval_corpus")
     index = corpus_index(corpus, vocab=vocab) if corpus and config.novelty_weight else None
-    final = final_reward_from_weights(vocab, weights, config.theory, config.steps, index)
+    final = final_reward_from_weights(vocab, weights, config.theory, config.steps, index, config.diversity_memory)
     return Rewards(theory, final, structure_progress(config.structure_weight) if shaped else None)
 
 
