@@ -41,6 +41,13 @@ def weights(run: Path) -> str:
             f"diversity {stored['diversity_weight']:g}{memory}")
 
 
+def short(label: str) -> str:
+    """'structure 30, novelty 350, diversity 200 (memory 256)' -> 's30 n350 d200 m256'."""
+    for word, letter in (("structure ", "s"), ("novelty ", "n"), ("diversity ", "d"), ("(memory ", "m")):
+        label = label.replace(word, letter)
+    return label.replace(",", "").replace(")", "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="tuning run folders (each holds a tuned model)")
@@ -81,7 +88,7 @@ def main() -> None:
         points = ax.scatter([r["novelty"] for r in rows], [r["structure"] for r in rows], c=kl, cmap="viridis",
                             s=[40 + 600 * r["diversity"] for r in rows], vmin=0, vmax=max(0.5, kl.max()))
         for r in rows:
-            ax.annotate(r["run"], (r["novelty"], r["structure"]), fontsize=7, xytext=(4, 4),
+            ax.annotate(short(r["run"]), (r["novelty"], r["structure"]), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")
         ax.axhline(real_structure, ls="--", c="grey", label=f"held-out tunes' structure ({real_structure:.3f})")
         ax.axvline(rows[0]["novelty"], ls=":", c="grey", label=f"prior's novelty ({rows[0]['novelty']:.3f})")
