@@ -155,7 +155,7 @@ def test_ctrl_c_in_tune_leaves_a_resumable_checkpoint_and_resume_extends_a_finis
     assert "only ['timesteps'] may change" in one_line(capsys.readouterr().err, "tune")
 
 
-def test_print_config_documents_every_key(capsys):
+def test_print_config_documents_every_key_and_reads_back(capsys, tmp_path):
     from dataclasses import fields
 
     from rlmusic.tuning.config import TuneConfig
@@ -163,10 +163,14 @@ def test_print_config_documents_every_key(capsys):
     assert main(["tune", "--print-config", "--preset", "rl-tuner"]) == 0
     printed = capsys.readouterr().out
     for f in fields(TuneConfig):
-        line = next(line for line in printed.splitlines() if line.startswith(f"{f.name} =")
-                    or line.startswith(f"[{f.name}]"))
-        assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, line
-    assert "target_kl_per_step = 0.3" in printed and "tonic_start = 60.0" in printed
+        line = next(line for line in printed.splitlines() if line.startswith((f"{f.name} =", f"# {f.name} =",
+                                                                             f"[{f.name}]")))
+        assert "#" in line and len(line.rsplit("#", 1)[1].strip()) > 10, line
+    assert 'theory_rules = "rl_tuner"' in printed and "high_low_unique = 16.0" in printed
+    assert "# eval_corpus = (unset)" in printed
+    # what it prints is a config file that gives the same run
+    (tmp_path / "printed.toml").write_text(printed)
+    assert TuneConfig.from_file(tmp_path / "printed.toml") == TuneConfig.preset("rl-tuner")
     with pytest.raises(SystemExit) as exit_:
         main(["tune", "--preset", "nope"])
     assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

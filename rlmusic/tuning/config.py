@@ -185,15 +185,16 @@ class TuneConfig:
 
     # -- description
     def describe(self) -> str:
-        """Every key with its value and its one-line documentation, as TOML."""
+        """Every key with its value and its one-line documentation, as TOML that ``from_file``
+        reads back to the same config (an unset key is a comment)."""
         docs = field_docs(TuneConfig)
         lines = []
         for f in fields(self):
             if f.name in TABLES:
                 continue
             value = getattr(self, f.name)
-            shown = "# unset" if value is None else toml_value(value)
-            lines.append(f"{f.name} = {shown}".ljust(36) + f"  # {docs.get(f.name, '')}")
+            line = f"# {f.name} = (unset)" if value is None else f"{f.name} = {toml_value(value)}"
+            lines.append(line.ljust(36) + f"  # {docs.get(f.name, '')}")
         for table in TABLES:
             lines += ["", f"[{table}]  # {docs.get(table, '')}"]
             lines += [f"{k} = {toml_value(v)}" for k, v in getattr(self, table).items()]
