@@ -21,17 +21,22 @@ me=${USER:-$(id -un)}
 echo "== invite: a researcher link for $me (a new link each run; the old one stops working)"
 invite=$($BIN/rlmusic raters invite "$me" --researcher --port "$PORT" | tail -n 1)
 
-shipped_tuned=$($BIN/python -c 'from rlmusic.models.checkpoint import shipped_models
-print(next((name for name in shipped_models() if name != "prior"), ""))')
-if [ -z "$shipped_tuned" ]; then
+# the shipped tuned model to study: structure (the product's aim: form without copying) when
+# the package has it, else any other; melodies as long as the model was tuned for
+read -r shipped_tuned study_steps < <($BIN/python -c 'from rlmusic.models.checkpoint import shipped_models, load_provenance
+names = [n for n in shipped_models() if n != "prior"]
+name = "structure" if "structure" in names else (names[0] if names else "")
+steps = int(load_provenance(shipped_models()[name]).extra.get("tune_config", {}).get("steps", 64)) if name else 64
+print(name or "-", steps)')
+if [ "$shipped_tuned" = "-" ]; then
   echo "== blind study: skipped, this package ships no tuned model yet (only the prior)"
 else
   study="prior-vs-$shipped_tuned"
   if $BIN/rlmusic study list | grep "^$study:" >/dev/null; then
     echo "== blind study $study: already there ($BIN/rlmusic study report $study)"
   else
-    echo "== blind study $study: 16 pairs of 64 steps + 4 gold checks, judged on the Compare page"
-    $BIN/rlmusic study create "$study" --models prior "$shipped_tuned" --clips 16 --steps 64 --gold 4 --seed 0
+    echo "== blind study $study: 16 pairs of $study_steps steps + 4 gold checks, judged on the Compare page"
+    $BIN/rlmusic study create "$study" --models prior "$shipped_tuned" --clips 16 --steps "$study_steps" --gold 4 --seed 0
   fi
 fi
 

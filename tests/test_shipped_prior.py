@@ -59,3 +59,33 @@ def test_samples_read_back_by_music21_are_single_notes(samples):
         assert len(flat.getElementsByClass("Chord")) == 0
         notes = list(flat.notes)
         assert notes and all(48 <= n.pitch.midi <= 84 for n in notes)
+
+
+# --------------------------------------------------------------------------- the shipped tuned models
+
+
+@pytest.mark.parametrize("name, steps", [("rl-tuner", 32), ("structure", 128)])
+def test_shipped_tuned_models_load_by_name_with_complete_provenance(name, steps):
+    from rlmusic.models.checkpoint import shipped_models
+
+    assert name in shipped_models()
+    model = load_model(name, vocab=DEFAULT_VOCAB)  # a shipped model by name, on a fresh machine
+    prov = load_provenance(name)
+    assert prov.kind == "tuned" and prov.corpus.startswith("irish") and prov.parent_model == "shipped-prior"
+    assert prov.reward_model is None and prov.git_commit and prov.command.startswith("rlmusic tune --preset " + name)
+    assert prov.extra["tune_config"]["steps"] == steps and prov.extra["timesteps"] <= 300_000
+    assert model.config == load_model(None).config  # tuned from the shipped prior, same architecture
+    size = sum(p.stat().st_size for p in shipped_models()[name].iterdir())
+    assert size < 8 * 2**20
+
+
+def test_the_shipped_rl_tuner_model_does_what_its_preset_asks(tmp_path):
+    """RL Tuner's rows that the tuned model must have moved, Magenta's definitions, on fresh
+    samples (not the figures of its own evaluation): first note on the tonic, out-of-key notes."""
+    from rlmusic.evaluation.table import evaluate_model
+
+    prior = evaluate_model(None, n=300, steps=32, seed=7, device="cpu", corpus="none")
+    tuned = evaluate_model("rl-tuner", n=300, steps=32, seed=7, device="cpu", corpus="none")
+    assert prior["rl_tuner/starts_with_tonic"] < 0.2 < 0.5 < tuned["rl_tuner/starts_with_tonic"]  # the bar: 50%
+    assert tuned["rl_tuner/notes_not_in_key"] <= prior["rl_tuner/notes_not_in_key"]
+    assert 0.1 < tuned["kl_per_step"] < 0.6
