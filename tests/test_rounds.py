@@ -97,7 +97,7 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     after = taste_score(sample_tokens(tuned, 512, STEPS, seed=99), taste)
     d, diff, half = effect(before, after)
     print(f"{taste}: {before.mean():+.3f} -> {after.mean():+.3f}: d = {d:.2f}, diff {diff:+.3f} +- {half:.3f}")
-    assert d > 0.3 and diff - half > 0  # seeded runs: pitch d ~ 1, ending d ~ 0.7
+    assert d > 0.3 and diff - half > 0  # seeded runs: pitch d ~ 1.7, ending d ~ 1.5
     # ... while the KL and the theory metrics stay within limits
     b, a = summary["before"], summary["after"]
     assert b["kl_per_step"] == pytest.approx(0, abs=1e-6) and a["kl_per_step"] < 0.5
