@@ -7,6 +7,7 @@ corpus, KL to the prior per step. Prints a table and draws structure vs novelty 
 size: diversity, colour: KL), with the held-out tunes' structure as a line.
 
     .venv/bin/python scripts/structure_tradeoff.py RUN [RUN ...] --out docs/results/structure_tradeoff.png
+    .venv/bin/python scripts/structure_tradeoff.py --redraw docs/results/structure_tradeoff.json --out F.png
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.evaluation.table import evaluate_model
-from rlmusic.models.checkpoint import load_model
+from rlmusic.models.checkpoint import load_model, load_provenance
 from rlmusic.models.generate import sample_tokens
 from rlmusic.music.originality import batch_diversity, unshared_ngrams
 from rlmusic.music.structure import structure_scores
@@ -35,7 +36,8 @@ def real_vs_prior(real: np.ndarray, steps: int, seed: int, draws: int = 20) -> d
 
 
 def weights(run: Path) -> str:
-    stored = json.loads((run / "tune_config.json").read_text())["config"]
+    file = run / "tune_config.json"  # a run folder; a model directory has it in its provenance
+    stored = json.loads(file.read_text())["config"] if file.is_file() else load_provenance(run).extra["tune_config"]
     memory = f" (memory {stored['diversity_memory']})" if stored.get("diversity_memory") else ""
     return (f"structure {stored['structure_weight']:g}, novelty {stored['novelty_weight']:g}, "
             f"diversity {stored['diversity_weight']:g}{memory}")
@@ -48,15 +50,47 @@ def short(label: str) -> str:
     return label.replace(",", "").replace(")", "")
 
 
+def draw(rows: list[dict], real_structure: float, n: int, steps: int, out: str) -> None:
+    """Structure against novelty, point size diversity, colour KL; the held-out tunes' structure as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    kl = np.array([r["kl_per_step"] for r in rows])
+    points = ax.scatter([r["novelty"] for r in rows], [r["structure"] for r in rows], c=kl, cmap="viridis",
+                        s=[40 + 600 * r["diversity"] for r in rows], vmin=0, vmax=max(0.5, kl.max()))
+    for r in rows:
+        ax.annotate(short(r["run"]), (r["novelty"], r["structure"]), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.axhline(real_structure, ls="--", c="grey", label=f"held-out tunes' structure ({real_structure:.3f})")
+    ax.axvline(rows[0]["novelty"], ls=":", c="grey", label=f"prior's novelty ({rows[0]['novelty']:.3f})")
+    fig.colorbar(points, label="KL to the prior, nats per step")
+    ax.set(xlabel="novelty (vs the prior's training corpus)", ylabel="structure",
+           title=f"{n} melodies of {steps} steps each (point size: diversity)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="tuning run folders (each holds a tuned model)")
+    ap.add_argument("runs", nargs="*", help="tuning run folders or model directories (each a tuned model)")
+    ap.add_argument("--redraw", default=None, help="draw --out from a --json written before (no evaluation)")
     ap.add_argument("-n", type=int, default=1000, help="melodies per model")
     ap.add_argument("--steps", type=int, default=128, help="steps per melody")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", default=None, help="PNG to draw")
     ap.add_argument("--json", default=None, help="write the rows as JSON")
     args = ap.parse_args()
+    if args.redraw:
+        saved = json.loads(Path(args.redraw).read_text())
+        draw(saved["rows"], saved["real_structure"], args.n, args.steps, args.out or "tradeoff.png")
+        return
+    if not args.runs:
+        ap.error("name at least one run (or --redraw a JSON)")
     corpus = load_corpus("irish", progress=False)
     real = np.stack([s[: args.steps] for s in corpus.split("test") if len(s) >= args.steps])
     real_structure = float(structure_scores(real).mean())
@@ -78,28 +112,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"real_structure": real_structure, **same_n, "rows": rows}, indent=1)
                                    + "\n")
     if args.out:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7.5, 5))
-        kl = np.array([r["kl_per_step"] for r in rows])
-        points = ax.scatter([r["novelty"] for r in rows], [r["structure"] for r in rows], c=kl, cmap="viridis",
-                            s=[40 + 600 * r["diversity"] for r in rows], vmin=0, vmax=max(0.5, kl.max()))
-        for r in rows:
-            ax.annotate(short(r["run"]), (r["novelty"], r["structure"]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
-        ax.axhline(real_structure, ls="--", c="grey", label=f"held-out tunes' structure ({real_structure:.3f})")
-        ax.axvline(rows[0]["novelty"], ls=":", c="grey", label=f"prior's novelty ({rows[0]['novelty']:.3f})")
-        fig.colorbar(points, label="KL to the prior, nats per step")
-        ax.set(xlabel="novelty (vs the prior's training corpus)", ylabel="structure",
-               title=f"{args.n} melodies of {args.steps} steps each (point size: diversity)")
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.out, dpi=100)
-
+        draw(rows, real_structure, args.n, args.steps, args.out)
 
 if __name__ == "__main__":
     main()
