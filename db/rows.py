@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -11,6 +11,17 @@ from sqlalchemy.orm import aliased
 
 from db.engine import session_scope
 from db.models import Clip, Comparison, Rater, Rating, RatingHistory
+
+
+def _in_chunks(session: Any, query: Any, id_column: Any, ids: Iterable[int] | None) -> Iterator[Any]:
+    """The rows of ``query``, all of them (``ids`` None) or those whose ``id_column`` is in
+    ``ids``, asked in chunks of 5,000 ids (a database caps the parameters of one statement)."""
+    if ids is None:
+        yield from session.execute(query)
+        return
+    wanted = sorted(set(ids))
+    for i in range(0, len(wanted), 5000):
+        yield from session.execute(query.where(id_column.in_(wanted[i : i + 5000])))
 
 
 def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None,
@@ -34,26 +45,22 @@ def star_rows(engine: Engine, *, rating_ids: Iterable[int] | None = None,
     if kind is not None:
         query = query.where(Clip.kind == kind)
     with session_scope(engine) as session:
-        ids = None if rating_ids is None else sorted(set(rating_ids))
-        chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
         rows = []
-        for chunk in chunks:
-            q = query if chunk is None else query.where(Rating.id.in_(chunk))
-            for rating, rater, tokens, steps, model_id in session.execute(q):
-                rows.append(
-                    {
-                        "rating_id": rating.id,
-                        "clip_id": rating.clip_id,
-                        "rater": rater,
-                        "rater_id": rating.rater_id,
-                        "stars": rating.stars,
-                        "tags": list(rating.tags),
-                        "tokens": list(tokens),
-                        "steps": steps,
-                        "model_id": model_id,
-                        "updated_at": rating.updated_at,
-                    }
-                )
+        for rating, rater, tokens, steps, model_id in _in_chunks(session, query, Rating.id, rating_ids):
+            rows.append(
+                {
+                    "rating_id": rating.id,
+                    "clip_id": rating.clip_id,
+                    "rater": rater,
+                    "rater_id": rating.rater_id,
+                    "stars": rating.stars,
+                    "tags": list(rating.tags),
+                    "tokens": list(tokens),
+                    "steps": steps,
+                    "model_id": model_id,
+                    "updated_at": rating.updated_at,
+                }
+            )
         return rows
 
 
@@ -81,28 +88,24 @@ def pair_rows(
     if kind is not None:
         query = query.where(clip_a.kind == kind)
     with session_scope(engine) as session:
-        ids = None if comparison_ids is None else sorted(set(comparison_ids))
-        chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
         rows = []
-        for chunk in chunks:
-            q = query if chunk is None else query.where(Comparison.id.in_(chunk))
-            for comparison, rater, a, b in session.execute(q):
-                rows.append(
-                    {
-                        "comparison_id": comparison.id,
-                        "clip_a": a.id,
-                        "clip_b": b.id,
-                        "rater": rater,
-                        "rater_id": comparison.rater_id,
-                        "winner": comparison.winner,
-                        "tokens_a": list(a.tokens),
-                        "tokens_b": list(b.tokens),
-                        "model_a": a.model_id,
-                        "model_b": b.model_id,
-                        "steps": a.steps,
-                        "updated_at": comparison.updated_at,
-                    }
-                )
+        for comparison, rater, a, b in _in_chunks(session, query, Comparison.id, comparison_ids):
+            rows.append(
+                {
+                    "comparison_id": comparison.id,
+                    "clip_a": a.id,
+                    "clip_b": b.id,
+                    "rater": rater,
+                    "rater_id": comparison.rater_id,
+                    "winner": comparison.winner,
+                    "tokens_a": list(a.tokens),
+                    "tokens_b": list(b.tokens),
+                    "model_a": a.model_id,
+                    "model_b": b.model_id,
+                    "steps": a.steps,
+                    "updated_at": comparison.updated_at,
+                }
+            )
         return rows
 
 
