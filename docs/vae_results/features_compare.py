@@ -5,7 +5,7 @@ same simulated ratings (docs/vae.md, "The latent as reward-model features").
 For each taste and seed: 600 clips sampled from the shipped prior (32 steps); 6 simulated
 raters (``rlmusic.feedback.simulate``: biases, sharpness, noise 0.5 stars) each give stars
 to 60 random clips and compare 40 random pairs; the same rows are fitted with every
-feature set; held-out metrics are rater-disjoint (``split = "rater"``, 25% of raters).
+feature set; held-out metrics are clip-disjoint (the default ``split = "clip"``, 25% of clips).
 
 Usage: python docs/vae_results/features_compare.py [SEEDS]   (default 3)
 Writes docs/vae_results/features.json.
