@@ -176,6 +176,14 @@ def test_model_directories_round_trip(tiny, tmp_path):
         load_harmonizer(tmp_path / "nothing")
     with pytest.raises(ValueError, match="unknown harmony model kind"):
         build_harmonizer("lstm")
+    # a weights file that is not the one config.json recorded: one line, no model
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(ValueError, match="damaged or was replaced"):
+        load_harmonizer(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_harmonizer(tmp_path / "m")
 
 
 def test_a_crop_with_the_receptive_field_each_side_predicts_the_same(corpus):

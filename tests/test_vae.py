@@ -137,6 +137,10 @@ def test_a_melody_model_is_not_a_vae(tmp_path):
     vae = MelodyVAE(VAEConfig(window=16, embed_dim=4, encoder_hidden=4, latent_dim=2, decoder_hidden=8))
     loaded = load_vae(save_vae(vae, tmp_path / "vae"))
     torch.testing.assert_close(loaded.state_dict(), vae.state_dict())
+    weights = tmp_path / "vae" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))  # not the file config.json recorded
+    with pytest.raises(ValueError, match="damaged or was replaced"):
+        load_vae(tmp_path / "vae")
 
 
 # --------------------------------------------------------------------------- MIDI in, clips out

@@ -6,7 +6,6 @@ package (``rlmusic/data/harmony``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import torch
 
 from rlmusic.harmony.feedforward import FeedforwardConfig, FeedforwardHarmonizer
 from rlmusic.harmony.masked import MaskedConfig, MaskedHarmonizer
-from rlmusic.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Provenance, write_model_dir
+from rlmusic.models.checkpoint import Provenance, read_model_meta, read_weights, write_model_dir
 from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
 
 FORMAT_VERSION = 1
@@ -47,10 +46,7 @@ def save_harmonizer(model: Harmonizer, directory: str | Path, provenance: Proven
 
 def read_harmony_meta(directory: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of a harmony model directory (raises if it is not one)."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a model directory (no {CONFIG_FILE})")
-    meta = json.loads(path.read_text())
+    meta = read_model_meta(directory)  # missing, damaged or newer config.json: one line naming it
     if meta.get("kind") not in KINDS:
         raise ValueError(f"{directory} is not a harmony model (kind {meta.get('kind')!r}; "
                          f"valid: {', '.join(KINDS)}); melody models go to generate, tune and revise")
@@ -59,15 +55,13 @@ def read_harmony_meta(directory: str | Path) -> dict[str, Any]:
 
 def load_harmonizer(directory: str | Path | None = None, device: str | torch.device = "cpu") -> Harmonizer:
     """Load a harmony model directory (default: the shipped one), in eval mode."""
-    from safetensors.torch import load_file
-
     directory = Path(directory) if directory is not None else default_harmony_dir()
     meta = read_harmony_meta(directory)
     model = build_harmonizer(meta["kind"], meta["model"])
     if Vocabulary.from_dict(meta["vocabulary"]) != model.vocab:
         raise VocabularyMismatchError(f"{directory}: vocabulary and model config disagree")
     try:
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        model.load_state_dict(read_weights(directory, meta))  # checksum and finite values checked
     except RuntimeError as exc:
         raise VocabularyMismatchError(f"{directory}: weights do not match config.json: {exc}") from exc
     model.source_dir = directory

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rlmusic.models.checkpoint import WEIGHTS_FILE, Provenance, read_model_meta, save_model
+from rlmusic.models.checkpoint import Provenance, read_model_meta, read_weights, save_model
 from rlmusic.music.representation import Vocabulary, VocabularyMismatchError
 from rlmusic.runtime import dataclass_from_dict
 
@@ -214,8 +214,6 @@ def vae_ref(directory: str | Path | None) -> str:
 def load_vae(directory: str | Path | None = None, device: str | torch.device = "cpu") -> MelodyVAE:
     """Load a VAE directory (default: the shipped VAE) in eval mode; a melody model's
     directory (or anything else) raises naming what it is."""
-    from safetensors.torch import load_file
-
     directory = Path(directory) if directory is not None else default_vae_dir()
     meta = read_model_meta(directory)
     kind = (meta.get("provenance") or {}).get("kind")
@@ -227,7 +225,7 @@ def load_vae(directory: str | Path | None = None, device: str | torch.device = "
         raise VocabularyMismatchError(f"{directory}: vocabulary and VAE config disagree")
     model = MelodyVAE(config)
     try:
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        model.load_state_dict(read_weights(directory, meta))  # checksum and finite values checked
     except RuntimeError as exc:
         raise ValueError(f"{directory}: weights do not match config.json: {exc}") from exc
     model.source_dir = directory
