@@ -150,8 +150,9 @@ def final_reward_from_weights(
     if "novelty" in active and corpus is None:
         raise ValueError("the novelty term needs the n-gram index of a corpus (corpus=NgramIndex)")
     index = corpus if corpus is not None else NgramIndex.build([], vocab)  # diversity needs no corpus
-    want_originality = bool({"novelty", "diversity"} & set(active))
     memory = RecentNgrams(diversity_memory, index.n) if diversity_memory else None
+    # the batch-only diversity comes with the originality scores; with a memory it has its own
+    want_originality = "novelty" in active or ("diversity" in active and memory is None)
 
     def final(tokens: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -161,13 +162,12 @@ def final_reward_from_weights(
             scores = originality_scores(tokens, vocab=vocab, corpus=index)
             if "novelty" in active:  # novelty with the copy penalty: copying the corpus earns nothing
                 out["novelty"] = active["novelty"] * np.asarray(scores["originality"], dtype=np.float64)
-            if "diversity" in active:
-                diversity = scores["diversity"]
-                if memory is not None:
-                    pitches = [note_pitches(t, vocab) for t in np.atleast_2d(tokens)]
-                    diversity = memory.unshared(pitches)
-                    memory.add(pitches)
-                out["diversity"] = active["diversity"] * np.asarray(diversity, dtype=np.float64)
+            if "diversity" in active and memory is None:
+                out["diversity"] = active["diversity"] * np.asarray(scores["diversity"], dtype=np.float64)
+        if "diversity" in active and memory is not None:
+            pitches = [note_pitches(t, vocab) for t in np.atleast_2d(tokens)]
+            out["diversity"] = active["diversity"] * memory.unshared(pitches)
+            memory.add(pitches)
         return out
 
     return final

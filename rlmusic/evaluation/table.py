@@ -133,14 +133,15 @@ def evaluate_tokens(
     out["structure"] = float(parts["structure"].mean())
     if corpus is None:
         out["novelty"] = out["copied_notes"] = out["copied_over_max"] = math.nan
+        out["unshared_ngrams"] = float(originality.unshared_ngrams(tokens, vocab).mean())
     else:
         index = corpus_index(corpus, vocab=vocab) if isinstance(corpus, str) else corpus
         orig = originality.originality_scores(tokens, vocab, index, max_copied_notes=max_copied_notes)
         out["novelty"] = float(orig["novelty"].mean())
         out["copied_notes"] = float(orig["copied_notes"].mean())
         out["copied_over_max"] = float((orig["copied_notes"] > max_copied_notes).mean())
+        out["unshared_ngrams"] = float(orig["diversity"].mean())  # the per-melody diversity
     out["diversity"] = originality.batch_diversity(tokens, vocab)
-    out["unshared_ngrams"] = float(originality.unshared_ngrams(tokens, vocab).mean())
     out["distinct_melodies"] = len({t.tobytes() for t in tokens}) / N
     if model is not None:
         if prior is None:
