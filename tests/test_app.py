@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 import db
 from app import common
 from rlmusic.audio.render import render, render_to_file
-from rlmusic.cli import app as launch
 from rlmusic.music.representation import load_midi, midi_to_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +40,28 @@ def template_db(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def url(tmp_path, template_db, monkeypatch) -> str:
+def app_database(tmp_path: Path, monkeypatch, *, open_mode: bool, template: Path | None = None) -> str:
+    """A SQLite database at the newest schema under ``tmp_path`` (a copy of ``template`` when
+    given, else migrated here), with RLMUSIC_DATABASE_URL and RLMUSIC_HOME pointing at it;
+    ``open_mode``: free names (`rlmusic app --open`), else invited raters only."""
     path = tmp_path / "rlmusic.db"
-    shutil.copy(template_db, path)
     url = f"sqlite:///{path}"
+    if template is not None:
+        shutil.copy(template, path)
+    else:
+        db.upgrade(url)
     monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
     monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(common.OPEN_ENV, "1")  # free names (`rlmusic app --open`); invites: test_app_invites.py
+    if open_mode:
+        monkeypatch.setenv(common.OPEN_ENV, "1")
+    else:
+        monkeypatch.delenv(common.OPEN_ENV, raising=False)
+    return url
+
+
+@pytest.fixture
+def url(tmp_path, template_db, monkeypatch) -> str:
+    url = app_database(tmp_path, monkeypatch, open_mode=True, template=template_db)  # invites: test_app_invites.py
     yield url
     db.dispose_engine(url)
 
@@ -338,46 +350,6 @@ def test_navigation_opens_on_rate_and_switches_pages(engine):
     assert at.title[0].value == "Dashboard"
 
 
-# --------------------------------------------------------------------------- launch
-
-
-def test_launch_command_serves_on_localhost_headless():
-    cmd = launch.streamlit_command(8765)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app/main.py")
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
-    assert flags == {
-        "--server.address": "127.0.0.1",
-        "--server.port": "8765",
-        "--browser.gatherUsageStats": "false",
-        "--server.headless": "true",
-        "--client.toolbarMode": "minimal",
-    }
-    with pytest.raises(ValueError, match="port"):
-        launch.streamlit_command(0)
-
-
-def test_launch_refuses_an_old_schema(tmp_path, monkeypatch, capsys):
-    from rlmusic.cli.main import main
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
-    monkeypatch.setattr(launch.os, "execv", lambda *a: pytest.fail("must not start streamlit"))
-    assert main(["app", "--port", "8765"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("rlmusic app: error: ") and "run `rlmusic db upgrade`" in err and err.count("\n") == 1
-    db.dispose_engine(url)
-
-
-def test_launch_starts_streamlit_when_the_schema_is_current(url, monkeypatch, capsys):
-    started = []
-    monkeypatch.setattr(launch.os, "execv", lambda path, argv: started.append(argv))
-    launch.main(argparse.Namespace(port=8766, open=False))
-    assert started == [launch.streamlit_command(8766)]
-    out = capsys.readouterr().out
-    assert "audio by fluidsynth" in out or "audio by tinysoundfont" in out
-    assert "http://127.0.0.1:8766" in out
-
-
 def test_a_served_clip_that_disappeared_is_reported_not_crashed(engine):
     from sqlalchemy import text
 
@@ -395,14 +367,6 @@ def test_a_served_clip_that_disappeared_is_reported_not_crashed(engine):
     assert at.session_state["rate_clip"].id == ids[1]
 
 
-def test_rlmusic_app_command_is_routed_here():
-    from rlmusic.cli.main import build_parser
-
-    parser = build_parser("app")
-    assert parser.parse_args(["--port", "9000"]).port == 9000
-    assert parser.parse_args([]).port == launch.DEFAULT_PORT
-
-
 def test_audio_removed_from_the_cache_is_rendered_again(engine):
     enqueue(engine, n=1)
     at = sign_in(page("rate"), "ivan")
@@ -412,76 +376,3 @@ def test_audio_removed_from_the_cache_is_rendered_again(engine):
     assert not at.exception and len(at.get("audio")) == 1
     assert first.is_file()  # same cache name: same clip, same settings
     assert db.get_clip(engine, at.session_state["rate_clip"].id).audio_path == str(first)
-
-
-# --------------------------------------------------------------------------- Jobs
-
-FAST_WORKER = ["worker", "--until-empty", "--threads", "1", "--heartbeat", "0.2", "--report-every", "0",
-               "--lost-after", "2"]
-
-
-@pytest.fixture
-def tiny_tuning(tiny_prior, tiny_tune_config) -> tuple[Path, Path]:
-    return tiny_prior, tiny_tune_config
-
-
-def fill_tune_form(at: AppTest, prior: Path, config: Path) -> AppTest:
-    at.number_input(key="job_timesteps").set_value(256)
-    at.number_input(key="job_steps").set_value(16)
-    at.number_input(key="job_n_envs").set_value(4)
-    at.text_input(key="job_prior").input(str(prior))
-    at.text_input(key="job_config").input(str(config))
-    return at
-
-
-def test_jobs_page_queues_a_tuning_job_and_follows_it_to_rated_samples(engine, tiny_tuning, tmp_path):
-    from rlmusic.cli.main import main as cli
-
-    prior, config = tiny_tuning
-    at = page("jobs").run()
-    assert not at.exception and "No jobs yet" in texts(at.info)
-    fill_tune_form(at, prior, config).button[0].click().run()  # the form's submit button
-    assert not at.exception and "Queued tuning job 1" in texts(at.success)
-    job = db.get_job(engine, 1)
-    assert job["status"] == "queued" and job["origin"] == "queue"
-    assert job["config"]["argv"][:2] == ["--preset", at.selectbox(key="job_preset").value]
-    assert "Job 1: tune, queued" in texts(at.subheader)
-
-    assert cli(FAST_WORKER) == 0  # a real worker runs the real tuning job
-    at.run()
-    assert not at.exception
-    assert "Job 1: tune, succeeded" in texts(at.subheader)
-    assert len(at.get("vega_lite_chart")) >= 2  # return and KL curves, drawn from the job's points
-    evaluation = at.dataframe[-1].value.set_index("metric")["value"]
-    assert evaluation["kl_per_step"] == pytest.approx(db.get_job(engine, 1)["metrics"]["kl_per_step"])
-    at.number_input(key="samples_n").set_value(4)
-    at.button(key="queue_samples").click().run()
-    assert "Queued generation job 2" in texts(at.success)
-    assert db.get_job(engine, 2)["config"]["argv"][:2] == ["--model", job["output_dir"]]
-    assert cli(FAST_WORKER) == 0
-    assert db.get_job(engine, 2)["status"] == "succeeded"
-    assert db.stats(engine)["clips_unrated"] == 4  # the tuned model's clips wait for raters
-    (model,) = [m for m in db.list_models(engine) if m["directory"] == job["output_dir"]]
-    assert model["kind"] == "tuned"
-
-
-def test_jobs_page_cancels_and_refuses_missing_files(engine, tiny_tuning):
-    prior, config = tiny_tuning
-    at = page("jobs").run()
-    fill_tune_form(at, prior, config)
-    at.text_input(key="job_reward_model").input("/no/such/reward_model")
-    at.button[0].click().run()
-    assert "reward model '/no/such/reward_model' does not exist" in texts(at.error)
-    assert db.list_jobs(engine) == []
-    at.text_input(key="job_reward_model").input("")
-    at.button[0].click().run()
-    at.button(key="cancel_job").click().run()
-    assert not at.exception and "Job 1 cancelled." in texts(at.success)
-    assert db.get_job(engine, 1)["status"] == "cancelled"
-    assert "Job 1: tune, cancelled" in texts(at.subheader) and not [b for b in at.button if b.key == "cancel_job"]
-
-
-def test_navigation_reaches_the_jobs_page(engine):
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("views/jobs.py").run()
-    assert not at.exception and at.title[0].value == "Jobs"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import app_database
 
 import db
-from app import common
 from rlmusic.models import vae_explore as explore
 from rlmusic.models.vae import load_vae
 from rlmusic.music.representation import tokens_to_midi
@@ -24,11 +24,7 @@ TIMEOUT = 60  # seconds per run: the first one loads the VAE and the soundfont
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'rlmusic.db'}"
-    db.upgrade(url)
-    monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
-    monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(common.OPEN_ENV, "1")  # the open demo mode: every session a researcher
+    url = app_database(tmp_path, monkeypatch, open_mode=True)  # the open demo mode: every session a researcher
     yield db.get_engine(url)
     db.dispose_engine(url)
 

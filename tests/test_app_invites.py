@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import ROOT, TIMEOUT, enqueue, page, real_clips, texts
+from test_app import ROOT, TIMEOUT, app_database, enqueue, page, real_clips, texts
 
 import db
 from app import common
@@ -16,11 +16,7 @@ from app import common
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'rlmusic.db'}"
-    db.upgrade(url)
-    monkeypatch.setenv("RLMUSIC_DATABASE_URL", url)
-    monkeypatch.setenv("RLMUSIC_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv(common.OPEN_ENV, raising=False)
+    url = app_database(tmp_path, monkeypatch, open_mode=False)  # invited raters only
     yield db.get_engine(url)
     db.dispose_engine(url)
 
