@@ -8,7 +8,7 @@ export RLMUSIC_HOME ?= $(CURDIR)/.rlmusic
 # threads made small LSTM steps 100x slower. Override for benchmarks.
 test: export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup setup-cuda run test lint clean
+.PHONY: setup setup-cuda lock run test lint clean
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,11 @@ setup:
 # On a machine with an NVIDIA GPU: the CUDA build of torch instead of the CPU wheel.
 setup-cuda:
 	@RLMUSIC_TORCH=cuda scripts/setup.sh
+
+# Rewrite the lock (constraints.txt) with the newest versions that resolve today; then
+# `make test` and commit both. setup installs exactly what the lock names.
+lock:
+	@scripts/lock.sh
 
 run: setup
 	@scripts/run.sh

@@ -2,7 +2,9 @@
 # Creates .venv and installs everything rlmusic needs on a fresh machine:
 # Debian packages (FluidSynth + a General MIDI soundfont, Chromium for the browser
 # tests) when we are root, torch pinned to the local CPU wheel, then the package
-# with its dev extras. Idempotent: a second run only checks.
+# with its dev extras, every Python package at the version the lock (constraints.txt,
+# rewritten by `make lock`) names, so a fresh machine, CI and a developer's venv run the
+# same versions. Idempotent: a second run only checks.
 #
 # On a machine with an NVIDIA GPU: `RLMUSIC_TORCH=cuda make setup` installs the CUDA
 # build of the same torch version from PyTorch's index (TORCH_CUDA_INDEX, default cu128;
@@ -39,27 +41,29 @@ if [ -n "$missing" ]; then
 fi
 
 stamp=.venv/.installed
+LOCK=constraints.txt
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ] \
-   && [ "$(cat "$stamp")" = "$TORCH_VARIANT" ]; then
+   && [ "$stamp" -nt "$LOCK" ] && [ "$(cat "$stamp")" = "$TORCH_VARIANT" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$TORCH_VARIANT" = cuda ]; then
   # The CUDA build: PyTorch's own index for torch, PyPI for its dependencies.
-  .venv/bin/python -m pip install -q --force-reinstall "torch==${TORCH_VERSION}" \
+  .venv/bin/python -m pip install -q -c "$LOCK" --force-reinstall "torch==${TORCH_VERSION}" \
     --index-url "$TORCH_CUDA_INDEX" --extra-index-url https://pypi.org/simple
 else
   # An unpinned torch pulls a multi-GB CUDA build; the pin takes the CPU wheel here.
-  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
+  .venv/bin/python -m pip install -q -c "$LOCK" "torch==${TORCH_VERSION}"
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -c "$LOCK" -e ".[dev]"
 # The pip-only audio route (TinySoundFont + pretty_midi's bundled GM soundfont), for
 # machines without libfluidsynth. --no-deps: its only declared dependency, PyAudio, is
 # for live playback, has no Linux wheel and does not build without PortAudio headers.
-.venv/bin/python -m pip install -q --no-deps "tinysoundfont>=0.3.7"
+.venv/bin/python -m pip install -q -c "$LOCK" --no-deps "tinysoundfont>=0.3.7"
 if [ "$TORCH_VARIANT" = cuda ] && ! .venv/bin/python -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
   echo "setup: WARNING: the CUDA build of torch is installed but sees no GPU (driver? TORCH_CUDA_INDEX?)" >&2
 fi
 echo "$TORCH_VARIANT" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'))"
+.venv/bin/python -c 'from rlmusic.environment import lock_status; print("setup:", lock_status())'

@@ -42,16 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("rlmusic")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown (not installed)"
-
-
 def overview() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: rlmusic COMMAND [options]", "       rlmusic --version", "", "commands:"]
@@ -94,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         print(overview())
         return 0
     if argv[0] in ("-V", "--version"):
-        print(f"rlmusic {version()}")
+        from rlmusic.environment import version_report
+
+        print("\n".join(version_report()))
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

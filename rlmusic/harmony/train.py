@@ -21,6 +21,7 @@ import torch
 
 from rlmusic.corpus.chorale_corpus import ChoraleCorpus
 from rlmusic.corpus.chorales import Chorale
+from rlmusic.environment import environment
 from rlmusic.harmony.checkpoint import build_harmonizer, save_harmonizer
 from rlmusic.harmony.gibbs import training_masks
 from rlmusic.harmony.likelihood import atb_nll_per_frame
@@ -150,6 +151,6 @@ def train_harmonizer(corpus: ChoraleCorpus, config: HarmonyTrainConfig, out: str
 
 
 def provenance(corpus: ChoraleCorpus, config: HarmonyTrainConfig, metrics: dict[str, float]) -> Provenance:
-    return Provenance(kind="harmony", corpus=corpus.key, git_commit=git_commit(), created=now_iso(),
-                      metrics=metrics, command=command_line(),
+    return Provenance(kind="harmony", corpus=corpus.key, git_commit=git_commit(), environment=environment(),
+                      created=now_iso(), metrics=metrics, command=command_line(),
                       extra={"train": asdict(config), "splits": {k: len(v) for k, v in corpus.splits.items()}})

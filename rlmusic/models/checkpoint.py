@@ -40,6 +40,7 @@ class Provenance:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. valid NLL, accuracy
     command: str | None = None  # command line that produced the model
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. training config
+    environment: dict[str, Any] = field(default_factory=dict)  # python, packages, CPU, torch build (rlmusic.environment)
 
 
 def save_model(model: MelodyLSTM, directory: str | Path, provenance: Provenance | None = None) -> Path:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmusic.corpus.cache import load_corpus
+from rlmusic.environment import environment
 from rlmusic.fileio import write_atomic
 from rlmusic.models.checkpoint import Provenance, save_model
 from rlmusic.models.lstm import MelodyLSTM, ModelConfig
@@ -261,6 +262,7 @@ class Trainer:
             kind="prior",
             corpus=self.corpus_key or self.config.corpus,
             git_commit=git_commit(),
+            environment=environment(),
             created=now_iso(),
             metrics={"valid_nll": val["nll"], "valid_accuracy": val["accuracy"],
                      "valid_note_accuracy": val["note_accuracy"], "epoch": self.epoch,

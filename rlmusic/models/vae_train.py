@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmusic.corpus.cache import load_corpus
+from rlmusic.environment import environment
 from rlmusic.models.checkpoint import Provenance
 from rlmusic.models.vae import KIND, MelodyVAE, VAEConfig, save_vae
 from rlmusic.models.windows import melody_windows
@@ -238,7 +239,7 @@ class VAETrainer:
         metrics = {f"valid_{k}": v for k, v in val.items()} | {
             "epoch": self.epoch, "train_windows": len(self.train_windows), "valid_windows": len(self.valid_windows)}
         prov = Provenance(kind=KIND, corpus=self.corpus_key or self.config.corpus, git_commit=git_commit(),
-                          created=now_iso(), metrics=metrics, command=command_line(),
+                          environment=environment(), created=now_iso(), metrics=metrics, command=command_line(),
                           extra={"vae_train": asdict(self.config), **self.extra})
         save_vae(self.model, self.out, prov)
 

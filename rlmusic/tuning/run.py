@@ -41,6 +41,7 @@ from stable_baselines3.common.logger import Logger
 
 from envs.melody import BatchedMelodyVecEnv
 from envs.rewards import theory_config
+from rlmusic.environment import environment
 from rlmusic.evaluation.table import evaluate_tokens
 from rlmusic.models.checkpoint import (
     Provenance,
@@ -298,6 +299,7 @@ class TuneRun:
             reward_model=None if self.reward_model_dir is None else str(Path(self.reward_model_dir).resolve()),
             ratings=list(fitted.rating_ids) if hasattr(fitted, "rating_ids") else None,
             git_commit=git_commit(),
+            environment=environment(),
             created=now_iso(),
             metrics={k: float(v) for k, v in final_eval.items() if isinstance(v, (int, float))},
             command=command_line(),
