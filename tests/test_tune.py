@@ -138,6 +138,8 @@ def test_tune_smoke_writes_a_loadable_tuned_model(prior_dir, smoke_config, tmp_p
     prov = load_provenance(out)
     assert prov.kind == "tuned" and prov.parent_model == str(prior_dir)
     assert prov.extra["tune_config"]["steps"] == 16 and prov.extra["timesteps"] == 128
+    env = prov.environment  # what it was trained with: packages, CPU, torch's kernels
+    assert env["packages"]["torch"] == torch.__version__ and env["cpu"] and env["torch_cpu_capability"]
     assert model.config == load_model(prior_dir).config
     assert json.loads((out / "tune_config.json").read_text())["config"]["n_envs"] == 4
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
