@@ -1,5 +1,6 @@
 """``rlmusic evaluate``: the evaluation table of a model (sampled, seeded) or of a folder
-of MIDI files; ``--compare A B`` shows two models side by side with the difference.
+of MIDI files (a stored clip's file that changed since it was stored is skipped and named);
+``--compare A B`` shows two models side by side with the difference.
 
 Each model is measured against its own reference, from its provenance (a tuned model's
 prior, a prior itself; novelty against that prior's training corpus) unless ``--prior``
@@ -13,11 +14,13 @@ import json
 from pathlib import Path
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.cli.stored_clips import CHANGED, changed_clips, describe
 from rlmusic.evaluation.report import diff_tables, format_table, plot_tables
 from rlmusic.evaluation.table import (
     evaluate_model,
     evaluate_tokens,
     load_reference_prior,
+    midi_folder_files,
     read_midi_folder,
 )
 from rlmusic.models.checkpoint import model_ref, training_corpus
@@ -64,11 +67,16 @@ def main(args: argparse.Namespace) -> int:
     if args.compare and len(args.compare) == 2 and args.model:
         raise ValueError("give either --model A --compare B or --compare A B, not both")
     if args.midi:
+        changed = changed_clips(midi_folder_files(args.midi))  # stored clips that changed: not read
+        for path, entries in changed.items():
+            what, how = describe(path, entries)
+            print(f"evaluate: skipped {what}: it {how}")
         dev = resolve_device(args.device)
         prior = load_reference_prior(args.prior, dev)
         corpus = args.corpus if args.corpus is not None else training_corpus(args.prior)
         corpus = None if corpus is None or corpus.lower() == "none" else corpus
-        tokens, skipped, how = read_midi_folder(args.midi, prior.vocab, args.steps, args.track)
+        tokens, skipped, how = read_midi_folder(args.midi, prior.vocab, args.steps, args.track,
+                                               skip=dict.fromkeys(changed, CHANGED))
         print(f"read {len(tokens)} MIDI file(s): " + "; ".join(f"{n} x {w}" for w, n in how.most_common()))
         if skipped:
             print(f"skipped {sum(skipped.values())} MIDI file(s): " +
@@ -76,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
         a = evaluate_tokens(tokens, prior.vocab, prior=prior, corpus=corpus, key=args.key,
                             max_copied_notes=args.max_copied_notes)
         a["skipped_files"] = int(sum(skipped.values()))
+        a["skipped_changed_clips"] = sorted(e.clip_id for entries in changed.values() for e in entries)
         a["reference_prior"], a["reference_corpus"] = model_ref(prior_path(args.prior)), corpus
         tables, names = [a], [str(args.midi)]
     else:

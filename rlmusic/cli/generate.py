@@ -1,6 +1,8 @@
 """``rlmusic generate``: sample clips to ``NNNN.mid`` (+ audio) and ``manifest.jsonl``;
 with ``--enqueue`` every clip also goes in the rating queue, its manifest ``clip_id``
-the database id. The schema is checked before any file is written.
+the database id. The schema is checked before any file is written. A ``--primer`` that is
+a stored clip's MIDI file is used only while it holds what was stored
+(``rlmusic.cli.stored_clips``).
 
 ``--executor ray`` splits the batch across Ray tasks (``rlmusic.jobs.distributed``): the
 same chunks with the same seeds, so the same melodies, files and manifest as the local
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from rlmusic.audio.render import render_to_file
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.cli.stored_clips import check_stored_clip
 from rlmusic.models.checkpoint import (
     model_path,
     model_ref,
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace, recorder) -> dict | None:
     written, nothing is enqueued) and returns None. Else returns what was made."""
     apply_threads(args)
     check(args)
+    if args.primer:
+        check_stored_clip(args.primer)
     engine = None
     if args.enqueue:  # a database problem stops here, before any file is written
         import db

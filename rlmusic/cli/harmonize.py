@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.cli.stored_clips import check_stored_clip
 from rlmusic.harmony.gibbs import GibbsConfig
 from rlmusic.harmony.midi_io import INSTRUMENTATIONS
 
@@ -59,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     out = check_out(args.out)
+    check_stored_clip(args.melody)
     gibbs = GibbsConfig(steps=args.gibbs_steps, temperature=args.temperature, repair_rounds=args.repair_rounds)
     model = load_harmonizer(args.model, resolve_device(args.device))
     h = harmonize_file(args.melody, model, args.seed, args.track, gibbs)

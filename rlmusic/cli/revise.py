@@ -8,6 +8,7 @@ import argparse
 
 from rlmusic.cli.harmonize import add_gibbs, check_out
 from rlmusic.cli.options import add_device, add_threads, apply_threads
+from rlmusic.cli.stored_clips import check_stored_clip
 from rlmusic.harmony.voice_leading import VOICES
 
 
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
     out = check_out(args.out)
     if args.voice is not None and args.track is not None:
         raise ValueError("--voice revises a voice of a harmonisation, --track a melody track: give one")
+    check_stored_clip(args.melody)
     device = resolve_device(args.device)
     prior = harmony = None
     if args.voice is not None:

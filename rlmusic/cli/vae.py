@@ -73,10 +73,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"vae train: held-out reconstruction (greedy, from mu): tokens {best['valid_token_accuracy']:.3f}, "
               f"onsets {best['valid_onset_accuracy']:.3f}; KL {best['valid_kl']:.2f} nats/window -> {args.out}")
         return 0
+    from rlmusic.cli.stored_clips import check_stored_clip
     from rlmusic.models import vae_explore as explore
     from rlmusic.models.vae import load_vae
     from rlmusic.runtime import resolve_device
 
+    inputs = {"interpolate": ("a", "b"), "vary": ("melody",)}.get(args.action, ())
+    for name in inputs:  # a stored clip's file is read only while it is what was stored
+        check_stored_clip(getattr(args, name))
     vae = load_vae(args.vae, device=resolve_device(args.device))
     window, vocab = vae.config.window, vae.vocab
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -219,18 +220,31 @@ def evaluate_model(
     return (table, tokens) if return_tokens else table
 
 
-def read_midi_folder(
-    folder: str | Path, vocab: Vocabulary, steps: int, track: int | None = None
-) -> tuple[np.ndarray, Counter, Counter]:
-    """Tokens (N, steps) of every *.mid / *.midi under ``folder`` (cropped, padded with
-    rests), read as ``midi_melody`` reads them (one track, or the top line of all), the
-    count of skipped files by reason and the count of how the read files were read."""
+def midi_folder_files(folder: str | Path) -> list[Path]:
+    """Every *.mid / *.midi under ``folder``, in path order (what ``read_midi_folder`` reads)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--midi {folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+
+
+def read_midi_folder(
+    folder: str | Path, vocab: Vocabulary, steps: int, track: int | None = None,
+    skip: Mapping[str, str] | None = None,
+) -> tuple[np.ndarray, Counter, Counter]:
+    """Tokens (N, steps) of every *.mid / *.midi under ``folder`` (cropped, padded with
+    rests), read as ``midi_melody`` reads them (one track, or the top line of all), the
+    count of skipped files by reason and the count of how the read files were read.
+    ``skip`` maps files (``str`` of a ``midi_folder_files`` path) not to read to the reason
+    they are counted under."""
+    files = midi_folder_files(folder)
+    folder = Path(folder)
+    skip = skip or {}
     rows, skipped, how = [], Counter(), Counter()
     for path in files:
+        if str(path) in skip:
+            skipped[skip[str(path)]] += 1
+            continue
         try:
             notes, what = midi_melody(load_midi(path), track)
             tok = notes_to_tokens(notes, vocab)
