@@ -13,14 +13,18 @@ trap 'rm -rf "$tmp"' EXIT
 pip="$tmp/venv/bin/python -m pip"
 $pip install -q --upgrade pip
 $pip install -q "torch==${TORCH_VERSION}"
-$pip install -q ".[dev]"
+# rlmusic's own requirements and dev extras, read from pyproject.toml (installing the
+# package itself would leave a build/ folder in the checkout)
+"$tmp/venv/bin/python" -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > "$tmp/requirements.txt"
+$pip install -q -r "$tmp/requirements.txt"
 $pip install -q --no-deps "tinysoundfont>=0.3.7"   # scripts/setup.sh installs it the same way
 {
   echo "# The lock: the versions make setup installs (pip -c constraints.txt) on every machine."
   echo "# Written by \`make lock\` (scripts/lock.sh) on $(date -u +%Y-%m-%d) with $($tmp/venv/bin/python -V);"
   echo "# do not edit by hand. \`rlmusic --version\` says whether a venv matches it."
   # torch without its local label (+cpu): the CUDA build of the same version matches too
-  $pip freeze --all --exclude rlmusic --exclude pip | sed -E 's/^(torch==[^+]+)\+.*/\1/'
+  $pip freeze --all --exclude pip | sed -E 's/^(torch==[^+]+)\+.*/\1/'
 } > constraints.txt.tmp
 mv constraints.txt.tmp constraints.txt
 echo "lock: constraints.txt pins $(grep -c '==' constraints.txt) packages"

@@ -3,11 +3,12 @@ of the steering issue (each row at or beyond RL Tuner's best published value, Ja
 2017, Table 1) at a KL to the prior of at most 0.5 nats per 16th step (docs/results.md).
 
 Every model is evaluated on the same footing: ``-n`` melodies of ``--steps`` steps (default
-1,000 of 32), seed 0, C major, KL to its reference prior (the shipped prior). Prints one
-line per row with each model's value and whether it clears the bar; ``--json`` writes the
-tables.
+10,000 of 32), sampling seed 0, C major, KL to its reference prior (the shipped prior). A
+model path with ``{seed}`` and ``--seeds K`` names the K training seeds of one
+configuration: each row is printed as the mean and [min, max] over seeds, with the number of
+seeds that clear its bar. ``--json`` writes every seed's table.
 
-    .venv/bin/python scripts/rl_tuner_table.py MODEL [MODEL ...] [--json F]
+    .venv/bin/python scripts/rl_tuner_table.py 'runs/rl-tuner-s{seed}' --seeds 3 [MODEL ...] [--json F]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rlmusic.evaluation.seeds import expand_seeds, spreads
 from rlmusic.evaluation.table import evaluate_model
 
 # (metric, bar, direction): the steering issue's bar, one per row of RL Tuner's table
@@ -32,37 +34,40 @@ BAR = (
 )
 
 
-def clears(value: float, bar: float, direction: str) -> bool:
-    return value <= bar if direction == "<=" else value >= bar
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help="tuned model directories (the shipped prior is always the first column)")
-    ap.add_argument("-n", type=int, default=1000, help="melodies per model")
+    ap.add_argument("models", nargs="+", help="tuned model directories, each may hold {seed} (the shipped prior is "
+                                              "always the first column)")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per model: {seed} = 0..K-1")
+    ap.add_argument("-n", type=int, default=10_000, help="melodies per model and seed")
     ap.add_argument("--steps", type=int, default=32, help="steps per melody")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--json", default=None, help="write {model: table} as JSON")
+    ap.add_argument("--json", default=None, help="write {model: [table per seed]} as JSON")
     args = ap.parse_args()
-    tables = {"shipped prior": evaluate_model(None, n=args.n, steps=args.steps, seed=args.seed, device="cpu")}
-    for model in args.models:
-        tables[model] = evaluate_model(model, n=args.n, steps=args.steps, seed=args.seed, device="cpu")
+    try:
+        groups = {"shipped prior": [None]} | {m: expand_seeds(m, args.seeds) for m in args.models}
+    except ValueError as exc:
+        ap.error(str(exc))
+    tables = {name: [evaluate_model(d, n=args.n, steps=args.steps, seed=args.seed, device="cpu") for d in dirs]
+              for name, dirs in groups.items()}
+    stats = {name: spreads(ts, [key for key, _, _ in BAR]) for name, ts in tables.items()}
     names = list(tables)
-    print(f"{args.n} melodies of {args.steps} steps per model, seed {args.seed}")
-    print(f"{'row':38s} {'bar':>9s} " + " ".join(f"{Path(n).name[:14]:>16s}" for n in names))
+    print(f"{args.n} melodies of {args.steps} steps per model and seed, sampling seed {args.seed}; "
+          f"mean [min, max] over {args.seeds} training seed(s); (k/K): seeds that clear the bar")
     for key, bar, direction in BAR:
-        cells = []
-        for n in names:
-            value = float(tables[n][key])
-            cells.append(f"{value:>14.4%}{' ok' if clears(value, bar, direction) else ' --'}" if key != "kl_per_step"
-                         else f"{value:>14.3f}{' ok' if clears(value, bar, direction) else ' --'}")
-        shown = f"{direction}{bar:.2%}" if key != "kl_per_step" else f"{direction}{bar}"
-        print(f"{key:38s} {shown:>9s} " + " ".join(f"{c:>16s}" for c in cells))
+        percent = key != "kl_per_step"
+        shown = f"{direction}{bar:.2%}" if percent else f"{direction}{bar}"
+        cells = [f"{stats[n][key].format(percent)} ({stats[n][key].cleared(bar, direction)}/{len(tables[n])})"
+                 for n in names]
+        print(f"{key:38s} {shown:>9s} " + "  ".join(f"{c:>30s}" for c in cells))
     for n in names[1:]:
-        passed = sum(clears(float(tables[n][k]), b, d) for k, b, d in BAR[:-1])
-        print(f"{n}: {passed} of 8 rows at or beyond the bar, KL {tables[n]['kl_per_step']:.3f} nats per step")
+        per_seed = [sum(stats[n][k].values[i] >= b if d == ">=" else stats[n][k].values[i] <= b
+                        for k, b, d in BAR[:-1]) for i in range(len(tables[n]))]
+        kl = stats[n]["kl_per_step"]
+        print(f"{n}: rows at or beyond the bar per seed {per_seed} (of 8), KL {kl.format()} nats per step")
     if args.json:
-        Path(args.json).write_text(json.dumps(tables, indent=1, default=str) + "\n")
+        out = {name: [dict(t, model=d) for t, d in zip(tables[name], groups[name])] for name in names}
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
