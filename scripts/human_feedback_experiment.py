@@ -7,17 +7,22 @@ through the product's own commands (docs/results.md, "Human feedback").
    import (`rlmusic simulate-raters`);
 3. `rlmusic reward fit` (default features, clip-disjoint held-out metrics);
 4. `rlmusic tune --reward-model ... --steps 64` with no preset: the `human` preset;
-5. 1,000 fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
+5. ``-n`` (10,000) fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
    in standard deviations of the prior's melodies with its 95% interval, the reward model's
    score and out-of-distribution ratio of both, KL per step and per note, notes out of key
    (RL Tuner's count), and the same change for every other taste. Written to OUT/result.json.
+
+``--seeds K``: the experiment once per seed 0..K-1 (clips, raters, reward model and tuning
+all take the seed), in OUT/seed0 .. OUT/seedK-1, then the taste's change, the KL and the
+reward model's held-out accuracy as the mean and [min, max] over seeds (OUT/summary.json).
+A result is read from several seeds, never one (docs/results.md).
 
 ``--control``: the same, but the stars are shuffled among the rated clips after the import
 (same raters, same star counts, no taste left in them): what tuning against a reward model
 moves by itself, the baseline each taste's change is read against.
 
-    .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seed 0] [--timesteps 196608] [--control]
-        [--config F.toml]
+    .venv/bin/python scripts/human_feedback_experiment.py TASTE OUT [--seeds 3 | --seed 0] [--timesteps 196608]
+        [--control] [--config F.toml] [-n 10000]
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def effect(ta: np.ndarray, tb: np.ndarray) -> dict:
     return {"effect_sd": float(diff / sd), "ci_low_sd": float((diff - half) / sd), "ci_high_sd": float((diff + half) / sd)}
 
 
-def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345) -> dict:
+def measure(out: Path, taste: str, steps: int, n: int = 10_000, seed: int = 12345) -> dict:
     from rlmusic.evaluation.table import evaluate_tokens
     from rlmusic.feedback.reward_model import load_reward_model
     from rlmusic.feedback.simulate import TASTES, taste_score
@@ -100,6 +105,45 @@ def measure(out: Path, taste: str, steps: int, n: int = 1000, seed: int = 12345)
     }
 
 
+def experiment(args: argparse.Namespace, out: Path, seed: int) -> dict:
+    """One experiment into ``out`` with ``seed`` (resumes what is already there)."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RLMUSIC_HOME": str(out / "home")}
+    os.environ["RLMUSIC_HOME"] = env["RLMUSIC_HOME"]
+    if not (out / "rm" / "config.json").is_file():
+        run(env, "db", "upgrade")
+        queue_prior_clips(out, args.clips, args.steps, seed)
+        run(env, "simulate-raters", "--taste", args.taste, "--n-raters", args.raters,
+            "--per-rater", args.ratings // args.raters, "--noise", args.noise, "--seed", seed,
+            "--csv-dir", out / "csv")
+        if args.control:
+            print(f"control: shuffled the stars of {shuffle_stars(seed)} ratings among the clips", flush=True)
+        run(env, "reward", "fit", "--out", out / "rm", "--seed", seed)
+    if not (out / "tuned" / "model.safetensors").is_file():
+        resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
+        run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
+            "--timesteps", args.timesteps, "--seed", seed, "--no-progress", *resume,
+            *(["--preset", "human", "--config", Path(args.config).resolve()] if args.config else []))
+    result = {**measure(out, args.taste, args.steps, n=args.n), "control": args.control, "config": args.config,
+              "training_seed": seed}
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def summarise(results: list[dict]) -> dict:
+    """The figures over seeds: mean and [min, max] (rlmusic.evaluation.seeds)."""
+    from rlmusic.evaluation.seeds import spreads
+
+    flat = [{"effect_sd": r["effect_sd"], "kl_per_step": r["kl_per_step"], "kl_per_note": r["kl_per_note"],
+             "notes_not_in_key_tuned": r["notes_not_in_key_tuned"],
+             "star_pair_accuracy": r["reward_model_heldout"]["star_pair_accuracy"],
+             **{f"every_taste/{t}": e["effect_sd"] for t, e in r["every_taste"].items()}} for r in results]
+    stats = spreads(flat, flat[0])
+    for key, spread in stats.items():
+        print(f"{key:28s} {spread.format()}")
+    return {key: {"mean": v.mean, "min": v.low, "max": v.high, "values": list(v.values)} for key, v in stats.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("taste", help="contour, rhythm, pitch or ending")
@@ -110,32 +154,25 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.5, help="std of each rating's noise, in stars")
     ap.add_argument("--steps", type=int, default=64, help="steps per melody")
     ap.add_argument("--timesteps", type=int, default=196_608, help="PPO env steps")
-    ap.add_argument("--seed", type=int, default=0, help="seed of clips, raters, reward model and tuning")
+    ap.add_argument("--seed", type=int, default=0, help="seed of clips, raters, reward model and tuning (one run)")
+    ap.add_argument("--seeds", type=int, default=None, help="run seeds 0..K-1 into OUT/seedS and summarise them")
+    ap.add_argument("-n", type=int, default=10_000, help="fresh melodies of the prior and the tuned model")
     ap.add_argument("--control", action="store_true", help="shuffle the stars among the clips before the fit")
     ap.add_argument("--config", default=None, help="TOML of tune config keys on top of the human preset "
                     "(default: none, the product's own choice)")
     args = ap.parse_args()
+    if args.seeds is not None and args.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {args.seeds}")
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RLMUSIC_HOME": str(out / "home")}
-    os.environ["RLMUSIC_HOME"] = env["RLMUSIC_HOME"]
-    if not (out / "rm" / "config.json").is_file():
-        run(env, "db", "upgrade")
-        queue_prior_clips(out, args.clips, args.steps, args.seed)
-        run(env, "simulate-raters", "--taste", args.taste, "--n-raters", args.raters,
-            "--per-rater", args.ratings // args.raters, "--noise", args.noise, "--seed", args.seed,
-            "--csv-dir", out / "csv")
-        if args.control:
-            print(f"control: shuffled the stars of {shuffle_stars(args.seed)} ratings among the clips", flush=True)
-        run(env, "reward", "fit", "--out", out / "rm", "--seed", args.seed)
-    if not (out / "tuned" / "model.safetensors").is_file():
-        resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
-        run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
-            "--timesteps", args.timesteps, "--seed", args.seed, "--no-progress", *resume,
-            *(["--preset", "human", "--config", Path(args.config).resolve()] if args.config else []))
-    result = {**measure(out, args.taste, args.steps), "control": args.control, "config": args.config}
-    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    if args.seeds is None:
+        print(json.dumps(experiment(args, out, args.seed), indent=1))
+        return
+    results = [experiment(args, out / f"seed{s}", s) for s in range(args.seeds)]
+    print(f"{args.taste}{' (control)' if args.control else ''}: {args.seeds} seeds, {args.n} melodies each; "
+          "mean [min, max] over seeds")
+    summary = {"taste": args.taste, "control": args.control, "seeds": args.seeds, "n": args.n,
+               "figures": summarise(results)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Structure against originality against KL, across tuning runs of the structure preset with
 other weights (docs/results.md, "Structure with originality").
 
-Each run's tuned model (and the shipped prior) is evaluated on the same footing: 1,000
-melodies of 128 steps, seed 0, novelty and copied spans against the prior's training
+Each run's tuned model (and the shipped prior) is evaluated on the same footing: 10,000
+melodies of 128 steps, sampling seed 0, novelty and copied spans against the prior's training
 corpus, KL to the prior per step. Prints a table and draws structure vs novelty (point
-size: diversity, colour: KL), with the held-out tunes' structure as a line.
+size: diversity, colour: KL), with the held-out tunes' structure as a line. A run path with
+``{seed}`` and ``--seeds K`` is one configuration trained with K seeds: its row is the mean
+over seeds, printed with [min, max] (``spread`` in the JSON).
 
-    .venv/bin/python scripts/structure_tradeoff.py RUN [RUN ...] --out docs/results/structure_tradeoff.png
+    .venv/bin/python scripts/structure_tradeoff.py 'RUN-s{seed}' [RUN ...] --seeds 3 --out docs/results/structure_tradeoff.png
     .venv/bin/python scripts/structure_tradeoff.py --redraw docs/results/structure_tradeoff.json --out F.png
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rlmusic.corpus.cache import load_corpus
+from rlmusic.evaluation.seeds import expand_seeds, spreads
 from rlmusic.evaluation.table import evaluate_model
 from rlmusic.models.checkpoint import load_model, load_provenance
 from rlmusic.models.generate import sample_tokens
@@ -79,7 +82,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", help="tuning run folders or model directories (each a tuned model)")
     ap.add_argument("--redraw", default=None, help="draw --out from a --json written before (no evaluation)")
-    ap.add_argument("-n", type=int, default=1000, help="melodies per model")
+    ap.add_argument("-n", type=int, default=10_000, help="melodies per model and seed")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per run: {seed} = 0..K-1")
     ap.add_argument("--steps", type=int, default=128, help="steps per melody")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", default=None, help="PNG to draw")
@@ -94,12 +98,19 @@ def main() -> None:
     corpus = load_corpus("irish", progress=False)
     real = np.stack([s[: args.steps] for s in corpus.split("test") if len(s) >= args.steps])
     real_structure = float(structure_scores(real).mean())
+    try:
+        groups = [("shipped prior", None, [None])] + [
+            (weights(Path(expand_seeds(r, args.seeds)[0])), r, expand_seeds(r, args.seeds)) for r in args.runs]
+    except ValueError as exc:
+        ap.error(str(exc))
+    keys = ("structure", "novelty", "copied_notes", "diversity", "unshared_ngrams", "kl_per_step", "kl_per_note",
+            "rl_tuner/notes_not_in_key", "structure_repetition", "structure_variety")
     rows = []
-    for name, model in [("shipped prior", None)] + [(weights(Path(r)), r) for r in args.runs]:
-        t = evaluate_model(model, n=args.n, steps=args.steps, seed=args.seed, device="cpu")
-        rows.append({"run": name, "model": model, **{k: t[k] for k in (
-            "structure", "novelty", "copied_notes", "diversity", "unshared_ngrams", "kl_per_step", "kl_per_note",
-            "rl_tuner/notes_not_in_key", "structure_repetition", "structure_variety")}})
+    for name, model, dirs in groups:
+        stats = spreads([evaluate_model(d, n=args.n, steps=args.steps, seed=args.seed, device="cpu") for d in dirs],
+                        keys)
+        rows.append({"run": name, "model": model, "seeds": len(dirs), **{k: v.mean for k, v in stats.items()},
+                     "spread": {k: [v.low, v.high] for k, v in stats.items()}})
     same_n = real_vs_prior(real, args.steps, args.seed)
     print(f"held-out tunes (test split, {len(real)} of >= {args.steps} steps): structure {real_structure:.3f}, "
           f"diversity {same_n['real_diversity']:.3f} (prior at the same count {same_n['prior_diversity_same_n']:.3f}), "
@@ -108,6 +119,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['run']:45s} {r['structure']:7.3f} {r['novelty']:7.3f} {r['copied_notes']:7.2f} "
               f"{r['diversity']:7.3f} {r['unshared_ngrams']:7.3f} {r['kl_per_step']:7.3f}")
+        if r["seeds"] > 1:
+            print(f"{'  [min, max] over ' + str(r['seeds']) + ' seeds':45s} " + " ".join(
+                f"{lo:.3f}-{hi:.3f}".rjust(7) for lo, hi in (r["spread"][k] for k in (
+                    "structure", "novelty", "copied_notes", "diversity", "unshared_ngrams", "kl_per_step"))))
     if args.json:
         Path(args.json).write_text(json.dumps({"real_structure": real_structure, **same_n, "rows": rows}, indent=1)
                                    + "\n")
