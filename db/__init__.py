@@ -21,6 +21,8 @@ Modules, one concept each:
   csvio       ratings CSV import / export
   jobs        jobs (tuning, rounds, generation, sweeps) and rounds of the loop
   job_queue   workers claim, hold (heartbeats), report and finish jobs; lost jobs, cancel
+  workers     workers announce themselves: register, heartbeat (the job they run), stopped,
+              the live ones
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
   studies     blind A/B studies: pairs, sides, gold checks, the next pair, the report
   study_stats a study's win rate, Wilson interval, sign test, Krippendorff's alpha
@@ -115,8 +117,17 @@ from db.studies import (
     study_rows,
 )
 from db.study_stats import MAX_GOLD_FAIL
+from db.workers import (
+    ALIVE_WITHIN_S,
+    get_worker,
+    live_workers,
+    register_worker,
+    worker_heartbeat,
+    worker_stopped,
+)
 
 __all__ = [
+    "ALIVE_WITHIN_S",
     "JOB_ORIGINS",
     "CLIP_KINDS",
     "JOB_STATUSES",
@@ -155,6 +166,7 @@ __all__ = [
     "get_job",
     "get_or_create_rater",
     "get_study",
+    "get_worker",
     "gold_comparison_ids",
     "gold_record",
     "head_revision",
@@ -169,6 +181,7 @@ __all__ = [
     "list_raters",
     "list_rounds",
     "list_studies",
+    "live_workers",
     "next_clip",
     "next_pair",
     "next_study_pair",
@@ -186,6 +199,7 @@ __all__ = [
     "record_round",
     "redacted",
     "register_model",
+    "register_worker",
     "report",
     "request_cancel",
     "requeue_lost",
@@ -207,4 +221,6 @@ __all__ = [
     "update_job",
     "upgrade",
     "verified_bytes",
+    "worker_heartbeat",
+    "worker_stopped",
 ]

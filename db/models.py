@@ -6,7 +6,8 @@ The schema changes only through Alembic migrations (``alembic/versions``); a tes
 
 Reading order follows the rating loop: who rates (raters), what produced the clips
 (models), the clips, the two kinds of human judgement (star ratings with their history,
-pairwise comparisons), then the training side (fine-tuning jobs, rounds).
+pairwise comparisons), then the training side (fine-tuning jobs, the workers that run
+them, rounds).
 
 Two counters are denormalised on ``clips`` (``n_ratings``, ``n_comparisons``): they are
 what makes ``next_clip`` an index walk instead of an aggregate over every rating. They are
@@ -325,6 +326,24 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     log_tail: Mapped[str | None] = mapped_column(Text)  # the last lines of its log
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)  # a sweep's trial
+
+
+class Worker(Base):
+    """A ``rlmusic worker`` process (revision 0007): it registers when it starts, sends a
+    heartbeat every few seconds naming the job it runs (``job_id``; None while idle), and
+    stamps ``stopped_at`` when it ends. Alive: not stopped, heartbeat recent."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # host:pid:tag, as jobs.worker
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kinds: Mapped[list[str]] = mapped_column(JSON)  # job kinds it takes
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)  # its last sign of life
+    stopped_at: Mapped[datetime | None] = mapped_column()  # set when it ended (not when killed)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # running now
 
 
 class JobPoint(Base):

@@ -3,8 +3,12 @@
 # RLMUSIC_HOME): schema upgraded, a researcher invite for the local user, a blind A/B
 # study of the shipped prior against the shipped tuned model (when the package ships one),
 # clips generated from the shipped prior (and from the newest tuned model, if one exists),
-# evaluated, enqueued with audio, and the listening app served on
+# evaluated, enqueued with audio, one `rlmusic worker` started beside the app (same
+# database, same RLMUSIC_HOME; it runs the jobs the Jobs page queues, logging to
+# $RLMUSIC_HOME/logs/worker.log), and the listening app served on
 # http://127.0.0.1:${PORT:-8501}; the last lines before it starts are your invite link.
+# Ctrl-C stops the app and then the worker (SIGTERM: a running tuning job stops at its next
+# env step and goes back to the queue with its checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -53,7 +57,38 @@ fi
 echo "== evaluate the shipped prior (RL Tuner's metrics, structure, originality)"
 $BIN/rlmusic evaluate -n 200 --steps 32
 
-echo "== listening app: http://127.0.0.1:$PORT  (Ctrl-C to stop); invited raters only"
+# The worker runs in a session of its own (setsid), so a Ctrl-C at the terminal reaches the
+# app but not the worker (a background job of a script ignores SIGINT anyway); the trap
+# below stops it with one SIGTERM when this script ends, however it ends, and waits for it.
+worker_pid=
+stop_worker() {
+  [ -n "$worker_pid" ] || return 0
+  if kill -TERM "$worker_pid" 2>/dev/null; then
+    echo "== stopping the worker (pid $worker_pid); a running job goes back to the queue with its checkpoint"
+    local waited=0  # bash reaps its children as they end: kill -0 fails once the worker is gone
+    while kill -0 "$worker_pid" 2>/dev/null && [ "$waited" -lt 240 ]; do
+      sleep 0.5
+      waited=$((waited + 1))
+    done
+    if kill -KILL "$worker_pid" 2>/dev/null; then  # a job that would not stop in 2 minutes
+      echo "== the worker did not stop in 2 minutes: killed; its job goes back to the queue once it counts as lost"
+    fi
+    wait "$worker_pid" 2>/dev/null || true
+  fi
+  worker_pid=
+}
+trap stop_worker EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+mkdir -p "$RLMUSIC_HOME/logs"
+worker_log=$RLMUSIC_HOME/logs/worker.log
+setsid=$(command -v setsid || true)
+PYTHONUNBUFFERED=1 $setsid $BIN/rlmusic worker >>"$worker_log" 2>&1 </dev/null &
+worker_pid=$!
+echo "== worker: pid $worker_pid runs the jobs the Jobs page queues; log $worker_log"
+
+echo "== listening app: http://127.0.0.1:$PORT  (Ctrl-C to stop the app and the worker); invited raters only"
 echo "== your researcher link ($me): $invite"
 echo "== invite raters with: $BIN/rlmusic raters invite NAME --port $PORT"
-exec $BIN/rlmusic app --port "$PORT"
+$BIN/rlmusic app --port "$PORT"

@@ -3,6 +3,7 @@ worker to its curves, evaluation and rated samples; cancel; refuse missing files
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,30 @@ def test_navigation_reaches_the_jobs_page(engine):
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=TIMEOUT).run()
     at.switch_page("views/jobs.py").run()
     assert not at.exception and at.title[0].value == "Jobs"
+
+
+def test_jobs_page_says_whether_a_worker_runs_what_it_queues(engine, tiny_tuning):
+    prior, config = tiny_tuning
+    at = page("jobs").run()
+    assert not at.exception
+    warning = texts(at.warning)
+    assert "No worker is running: queued jobs wait" in warning and "`rlmusic worker`" in warning
+    assert "`make run` starts one beside the app" in warning
+    fill_tune_form(at, prior, config).button[0].click().run()
+    assert "Queued tuning job 1; no worker is running, so it waits in the queue" in texts(at.success)
+
+    name = "lab:4242:worker-abc123"  # a worker announces itself as `rlmusic worker` does
+    db.register_worker(engine, name, host="lab", pid=4242, kinds=["tune", "round", "generate"])
+    db.worker_heartbeat(engine, name, 1)
+    at.run()
+    assert not at.exception and "No worker" not in texts(at.warning)
+    assert re.search(rf"Worker `{name}` alive, last seen \d+ s ago, running job 1\.", texts(at.caption))
+    at.button[0].click().run()  # queue a second job while the worker runs the first
+    assert f"Queued tuning job 2; worker `{name}` will pick it up once its current job (1) ends" in texts(at.success)
+
+    db.worker_heartbeat(engine, name, None)
+    at.run()
+    assert re.search(rf"Worker `{name}` alive, last seen \d+ s ago, idle\.", texts(at.caption))
+    db.worker_stopped(engine, name)
+    at.run()
+    assert "No worker is running: queued jobs wait" in texts(at.warning)

@@ -29,6 +29,7 @@ TABLES = {
     "rounds",
     "studies",
     "study_pairs",
+    "workers",
 }
 
 

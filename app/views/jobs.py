@@ -1,8 +1,10 @@
 """Jobs (researchers): queue a tuning job from a preset and a few fields, watch its
 progress and curves, cancel it, read its evaluation, and queue its samples for rating.
 
-The page only writes to and reads the jobs table (``db``); ``rlmusic worker`` runs what
-is queued here, on this machine or any other that shares the database and folders.
+The page only writes to and reads the jobs and workers tables (``db``); ``rlmusic worker``
+runs what is queued here, on this machine or any other that shares the database and
+folders (``make run`` starts one beside the app). The page says whether a worker is alive
+(its heartbeat at most ``db.ALIVE_WITHIN_S`` old) and, when none is, that queued jobs wait.
 """
 
 import importlib.util
@@ -55,6 +57,36 @@ def tune_argv(preset: str, timesteps: int, steps: int, seed: int, n_envs: int, c
     return argv
 
 
+START_WORKER = "`rlmusic worker` (on any machine that shares this database and folders; `make run` starts one " \
+    "beside the app)"
+
+
+def worker_line(worker: dict) -> str:
+    doing = f"running job {worker['job_id']}" if worker["job_id"] is not None else "idle"
+    return f"Worker `{worker['name']}` alive, last seen {worker['seen_s_ago']:.0f} s ago, {doing}."
+
+
+def workers_section() -> None:
+    """Who runs the queue: the live workers, or a warning that queued jobs wait."""
+    workers = db.live_workers(common.engine())
+    if not workers:
+        st.warning(f"No worker is running: queued jobs wait until one starts. Start one with {START_WORKER}.")
+    for worker in workers:
+        st.caption(worker_line(worker))
+
+
+def pickup(eng, kind: str) -> str:
+    """What happens next to a job of ``kind`` just queued: which worker picks it up, or
+    that it waits for one."""
+    workers = db.live_workers(eng, kind=kind)
+    if not workers:
+        return f"no worker is running, so it waits in the queue until one starts: {START_WORKER}."
+    idle = [w for w in workers if w["job_id"] is None]
+    worker = (idle or workers)[0]
+    when = "" if idle else f" once its current job ({worker['job_id']}) ends"
+    return f"worker `{worker['name']}` will pick it up{when} (after any job queued before it)."
+
+
 def submit_form(eng) -> None:
     with st.form("submit_tune"):
         st.subheader("Queue a tuning job")
@@ -77,7 +109,7 @@ def submit_form(eng) -> None:
         return
     output = str(Path(out.strip()).expanduser().resolve()) if out.strip() else None
     job_id = db.create_job(eng, "tune", {"argv": argv, "submitted_from": "app"}, origin="queue", output_dir=output)
-    common.flash(f"Queued tuning job {job_id}; a worker (`rlmusic worker`) runs it.")
+    common.flash(f"Queued tuning job {job_id}; {pickup(eng, 'tune')}")
     st.session_state["job_selected"] = job_id
     st.rerun()
 
@@ -120,7 +152,7 @@ def queue_samples(eng, job: dict) -> None:
         gen = db.create_job(eng, "generate", {"argv": argv, "submitted_from": "app", "from_job": job["id"]},
                             origin="queue", output_dir=out)
         common.flash(f"Queued generation job {gen}: {int(n)} clips of job {job['id']}'s model go to the rating "
-                     "queue once a worker runs it.")
+                     f"queue once a worker runs it; {pickup(eng, 'generate')}")
         st.rerun()
 
 
@@ -176,6 +208,7 @@ if not may_manage_jobs():
     st.stop()
 st.title("Jobs")
 common.show_flash()
+st.fragment(workers_section, run_every=REFRESH_S)()
 submit_form(eng)
 active = any(j["status"] in ("queued", "running") for j in db.list_jobs(eng, limit=50))
 st.fragment(jobs_section, run_every=REFRESH_S if active else None)()

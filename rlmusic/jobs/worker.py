@@ -8,13 +8,20 @@ returns the job's final metrics, or None when it stopped early; then the job is
 cancelled (a cancel was asked) or handed back to the queue (the worker was asked to stop:
 Ctrl-C or SIGTERM), and another worker resumes it from its checkpoint. A runner's error
 fails its job (one line in ``error``, the traceback in the log tail) and the worker goes on.
+
+The worker announces itself in the workers table (``db.register_worker``): a thread
+sends its heartbeat every ``heartbeat_s``, idle or not, naming the job it runs, and it
+is marked stopped when the loop ends, also on Ctrl-C or SIGTERM (the Jobs page says from
+this whether a queued job will be picked up).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import db
-from rlmusic.jobs.record import HEARTBEAT_S, REPORT_EVERY_S, JobRecorder, worker_name
+from rlmusic.jobs.record import HEARTBEAT_S, REPORT_EVERY_S, JobRecorder, error_text, worker_name
 
 # runner(job dict, recorder, device) -> final metrics, or None when stopped before the end
 Runner = Callable[[dict[str, Any], JobRecorder, str], "dict[str, Any] | None"]
@@ -71,11 +78,14 @@ class Worker:
         self.kinds = tuple(self.config.kinds or runners)
         self.stopping = False
         self.done: list[tuple[int, str]] = []  # (job id, how it ended), in order
+        self.job_id: int | None = None  # the job running now (what the heartbeat says)
+        self._beat_now = threading.Event()  # wakes the heartbeat thread (a job started or ended)
+        self._quit = threading.Event()
 
     def run(self) -> list[tuple[int, str]]:
         """The loop; returns (job id, status) of every job this worker ran."""
         c = self.config
-        with _sigterm_as_ctrl_c():
+        with _sigterm_as_ctrl_c(), self._announced():
             while not self.stopping and (c.max_jobs is None or len(self.done) < c.max_jobs):
                 for lost in db.requeue_lost(self.engine, c.lost_after_s, c.max_attempts):
                     self.say(f"worker: job {lost['id']} {lost['message']}")
@@ -85,8 +95,47 @@ class Worker:
                         break
                     time.sleep(c.poll_s)
                     continue
-                self.done.append((job["id"], self.run_job(job)))
+                self._running(job["id"])
+                try:
+                    self.done.append((job["id"], self.run_job(job)))
+                finally:
+                    self._running(None)
         return self.done
+
+    # -- announcing itself in the workers table
+    @contextlib.contextmanager
+    def _announced(self):
+        """Registered, with a heartbeat thread, for the block; marked stopped after it
+        (however it ends)."""
+        db.register_worker(self.engine, self.name, host=socket.gethostname(), pid=os.getpid(), kinds=self.kinds)
+        self._quit.clear()
+        beat = threading.Thread(target=self._beat, name="heartbeat-worker", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            self._quit.set()
+            self._beat_now.set()
+            beat.join(timeout=2 * self.config.heartbeat_s + 5)
+            try:
+                db.worker_stopped(self.engine, self.name)
+            except Exception as exc:  # the database is gone too: the heartbeat ages out instead
+                print(f"worker {self.name}: could not record its stop: {error_text(exc)}", file=sys.stderr)
+
+    def _running(self, job_id: int | None) -> None:
+        self.job_id = job_id
+        self._beat_now.set()  # say so now, not at the next heartbeat
+
+    def _beat(self) -> None:
+        while True:
+            self._beat_now.wait(self.config.heartbeat_s)
+            self._beat_now.clear()
+            if self._quit.is_set():
+                return
+            try:
+                db.worker_heartbeat(self.engine, self.name, self.job_id)
+            except Exception as exc:  # a database hiccup must not kill the worker; the next beat retries
+                print(f"worker {self.name}: heartbeat failed: {error_text(exc)}", file=sys.stderr)
 
     def run_job(self, job: dict[str, Any]) -> str:
         """Run one claimed job to its end; returns how it ended."""
@@ -137,14 +186,23 @@ class _Tee(io.TextIOBase):
 
 
 class _sigterm_as_ctrl_c:  # noqa: N801 - a context manager
-    """SIGTERM (a cluster stopping the worker) acts as Ctrl-C: a tuning job stops cleanly
-    at the next env step and goes back to the queue with its checkpoint."""
+    """SIGTERM (a cluster, or ``make run`` stopping the worker) acts as Ctrl-C: a tuning job
+    stops cleanly at the next env step and goes back to the queue with its checkpoint.
+    It calls what Ctrl-C would call now, and raises ``KeyboardInterrupt`` where SIGINT is
+    ignored (a worker started in the background by a script: ``make run``)."""
 
     def __enter__(self):
         self.previous = None
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+            self.previous = signal.signal(signal.SIGTERM, self._as_ctrl_c)
         return self
+
+    @staticmethod
+    def _as_ctrl_c(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIG_IGN or SIG_DFL
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
 
     def __exit__(self, *exc):
         if self.previous is not None:
