@@ -106,7 +106,8 @@ def package_of(module: str) -> str:
 # who may NOT be imported by whom (docs/design.md, "Layout and layers")
 FORBIDDEN = {
     "rlmusic.music": ("rlmusic.corpus", "rlmusic.models", "rlmusic.tuning", "rlmusic.feedback",
-                      "rlmusic.evaluation", "rlmusic.audio", "rlmusic.jobs", "rlmusic.cli", "rlmusic.runtime", "envs",
+                      "rlmusic.evaluation", "rlmusic.audio", "rlmusic.jobs", "rlmusic.cli", "rlmusic.runtime",
+                      "rlmusic.environment", "envs",
                       "db", "app"),
     "rlmusic.corpus": ("rlmusic.models", "rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation",
                        "rlmusic.jobs", "rlmusic.cli", "envs", "db", "app"),
@@ -127,6 +128,7 @@ FORBIDDEN = {
             "rlmusic.harmony.train", "rlmusic.jobs", "rlmusic.cli", "envs"),
     "rlmusic.runtime": ("rlmusic", "envs", "db", "app"),
     "rlmusic.fileio": ("rlmusic", "envs", "db", "app"),
+    "rlmusic.environment": ("rlmusic", "envs", "db", "app"),
 }
 
 
