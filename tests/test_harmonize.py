@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pretty_midi
 import pytest
+from seeding import seed
 
 from rlmusic.cli.main import main
 from rlmusic.corpus.chorale_corpus import load_chorales
@@ -44,13 +45,17 @@ def test_the_shipped_model_is_the_masked_one_with_provenance():
     assert sum(f.stat().st_size for f in default_harmony_dir().iterdir()) < 5e6
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("which", [0, 5])
-def test_a_held_out_chorale_keeps_its_soprano_with_four_voices_in_range(corpus, model, tmp_path, capsys, which):
+def test_a_held_out_chorale_keeps_its_soprano_with_four_voices_in_range(corpus, model, tmp_path, capsys, which,
+                                                                        record_property):
+    """Over test seeds 0-4 (both chorales): alto, tenor, bass notes in range 0.98-1.0;
+    neighbouring voices' mean pitches 5.0-5.9 semitones apart."""
     chorale = corpus.split("test")[which]
     soprano_midi(chorale, corpus.vocab, tmp_path / "soprano.mid")
     melody = pretty_midi.PrettyMIDI(str(tmp_path / "soprano.mid"))
     out = tmp_path / "satb.mid"
-    assert main(["harmonize", str(tmp_path / "soprano.mid"), "--out", str(out), "--seed", "3"]) == 0
+    assert main(["harmonize", str(tmp_path / "soprano.mid"), "--out", str(out), "--seed", str(seed(3))]) == 0
     printed = capsys.readouterr().out
     assert "parallel fifths" in printed and "Bach's held-out chorales" in printed
     pm = pretty_midi.PrettyMIDI(str(out))
@@ -61,15 +66,17 @@ def test_a_held_out_chorale_keeps_its_soprano_with_four_voices_in_range(corpus, 
             for n in melody.instruments[0].notes]
     assert got == want and len(got) > 20  # the soprano, note for note (to the MIDI tick)
     score = read_score(out)
-    means = []
+    means, insides = [], {}
     for voice, track in zip(VOICES, score.tracks):
         check_monophonic(track.notes)
         low, high = VOICE_RANGES[voice]
         pitches = [n.pitch for n in track.notes]
         means.append(sum(pitches) / len(pitches))
         if voice != "soprano":
-            inside = sum(low - 2 <= p <= high + 2 for p in pitches) / len(pitches)
-            assert inside > 0.9, (voice, pitches)
+            insides[voice] = sum(low - 2 <= p <= high + 2 for p in pitches) / len(pitches)
+            record_property(f"{voice}_in_range", round(insides[voice], 4))
+    record_property("least_gap_of_voice_means", round(min(a - b for a, b in zip(means, means[1:])), 4))
+    assert all(inside > 0.9 for inside in insides.values()), insides
     assert means == sorted(means, reverse=True)
     assert max(n.end for t in score.tracks for n in t.notes) == chorale.steps
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.corpus.chorale_corpus import ChoraleCorpus, load_chorales
 from rlmusic.harmony.checkpoint import (
@@ -63,15 +64,23 @@ def test_feedforward_covers_any_length_with_windows():
         assert torch.allclose(logp.exp().sum(-1), torch.ones(3, length), atol=1e-5)
 
 
-def test_training_masks_cover_every_kind():
-    g = torch.Generator().manual_seed(0)
-    masks = training_masks(400, 32, g)
-    assert masks.shape == (400, 4, 32) and masks.any(dim=(1, 2)).all()
+@pytest.mark.statistical
+def test_training_masks_cover_every_kind(record_property):
+    """2,000 masks, not 400: of 400 the harmonize share (0.3 in MASK_MIX, sd 0.023) came to
+    0.26-0.33 over test seeds 0-4, 1.7 sd from the 0.25 floor. Of 2,000 over seeds 0-4:
+    harmonize share 0.29-0.31, whole voices 185-209, under 0.3 masked 710-741, over 0.6 969-995."""
+    g = torch.Generator().manual_seed(seed(0))
+    masks = training_masks(2000, 32, g)
+    assert masks.shape == (2000, 4, 32) and masks.any(dim=(1, 2)).all()
     harmonize = masks[:, 1:].all(dim=(1, 2)) & ~masks[:, 0].any(dim=1)
     whole_voice = (masks.all(dim=2).sum(dim=1) == 1) & (masks.sum(dim=(1, 2)) == 32)
-    assert 0.25 < harmonize.float().mean() < 0.45 and whole_voice.sum() > 10
     shares = masks.float().mean(dim=(1, 2))
-    assert (shares < 0.3).sum() > 40 and (shares > 0.6).sum() > 40  # orderless: every masking rate
+    record_property("harmonize_share", round(float(harmonize.float().mean()), 4))
+    record_property("whole_voice", int(whole_voice.sum()))
+    record_property("below_0.3", int((shares < 0.3).sum()))
+    record_property("above_0.6", int((shares > 0.6).sum()))
+    assert 0.25 < harmonize.float().mean() < 0.45 and whole_voice.sum() > 50
+    assert (shares < 0.3).sum() > 200 and (shares > 0.6).sum() > 200  # orderless: every masking rate
 
 
 def test_gibbs_touches_only_its_target_and_follows_its_seed(tiny):
@@ -140,10 +149,14 @@ def test_framewise_nll_is_coconets_algorithm(tiny, corpus):
     assert 0 < result["frame_mean"] < 4 * math.log(tiny.vocab.size) * 2
 
 
-def test_a_tiny_masked_model_learns_the_chorales(corpus, tmp_path):
+@pytest.mark.statistical
+def test_a_tiny_masked_model_learns_the_chorales(corpus, tmp_path, record_property):
+    """Over test seeds 0-4: learned ATB NLL 3.16-3.31 nats/frame, 0.77-0.80 of the unigram's
+    4.13 (asked: under 0.85); untrained 12.3-12.7."""
     small = ChoraleCorpus(corpus.chorales, corpus.vocab, splits={
         "train": corpus.splits["train"][:80], "valid": corpus.splits["valid"][:4], "test": []})
     valid = small.split("valid")
+    torch.manual_seed(seed(1))
     untrained = build_harmonizer("masked", TINY)
     # what knowing nothing of the soprano gets: each voice's token frequencies in training
     train_tokens = np.concatenate([c.tokens[1:] for c in small.split("train")], axis=1)
@@ -155,9 +168,12 @@ def test_a_tiny_masked_model_learns_the_chorales(corpus, tmp_path):
         unigram -= sum(logp[c.tokens[v + 1]].sum() for c in valid)
     unigram /= frames
     config = HarmonyTrainConfig(steps=120, batch_size=8, crop=64, lr=5e-3, warmup=10, eval_every=60,
-                                model=TINY)
+                                model=TINY, seed=seed(0))
     model = train_harmonizer(small, config, tmp_path, progress=False, log=lambda *_: None)
     learned = atb_nll_per_frame(model, valid)
+    record_property("learned_nll", round(learned, 4))
+    record_property("unigram_nll", round(unigram, 4))
+    record_property("untrained_nll", round(atb_nll_per_frame(untrained, valid), 4))
     assert learned < 0.85 * unigram < atb_nll_per_frame(untrained, valid)
     meta = read_harmony_meta(tmp_path)
     assert meta["kind"] == "masked" and meta["provenance"]["corpus"] == corpus.key

@@ -3,6 +3,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.cli.main import main as cli
 from rlmusic.models.checkpoint import load_model, load_provenance
@@ -45,19 +46,25 @@ def test_chunks_never_start_on_a_hold_that_holds_nothing():
     assert start_cleanly(untouched, np.array([10]))[0] is untouched
 
 
-def test_tiny_pretrain_on_real_tunes_lowers_validation_nll(tmp_path):
+@pytest.mark.statistical
+def test_tiny_pretrain_on_real_tunes_lowers_validation_nll(tmp_path, record_property):
+    """Over test seeds 0-4: valid NLL 1.31-1.88 after epoch 1, 1.06-1.10 after epoch 4
+    (log 39 = 3.66), so it falls by at least 0.22 nats on every seed."""
     out = tmp_path / "prior"
     code = cli(["pretrain", "--corpus", "irish", "--corpus-limit", "40", "--out", str(out),
-                "--max-epochs", "4", *TINY])
+                "--max-epochs", "4", "--seed", str(seed(0)), *TINY])
     assert code == 0
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     nll = [float(r["valid_nll"]) for r in rows]
+    record_property("first_valid_nll", round(nll[0], 4))
+    record_property("last_valid_nll", round(nll[-1], 4))
     assert nll[-1] < nll[0] < np.log(39)  # learns, and beats the uniform guess
     model = load_model(out)
     prov = load_provenance(out)
     assert prov.kind == "prior" and "irish" in prov.corpus
+    assert prov.environment["packages"]["numpy"] == np.__version__ and prov.environment["python"]
     assert prov.metrics["valid_nll"] == pytest.approx(min(nll))
     assert 0 < prov.metrics["valid_accuracy"] <= 1
     # note accuracy counts only onsets: lower than token accuracy, which is mostly HOLD

@@ -11,6 +11,7 @@ import numpy as np
 import pretty_midi
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.cli.main import main as cli_main
 from rlmusic.corpus.cache import load_corpus
@@ -39,15 +40,16 @@ def irish():
 
 @pytest.fixture(scope="module")
 def trained(irish, tmp_path_factory):
-    """A tiny VAE trained for a few seconds on 2-bar windows of 60 Irish tunes (the epoch
+    """A tiny VAE trained for a few seconds on 2-bar windows of 120 Irish tunes (the epoch
     kept chosen on 10 valid tunes); held out: the windows of all 75 valid tunes (no tune of
-    the training windows among them)."""
-    torch.manual_seed(0)
-    train = melody_windows(irish.split("train")[:60], 32, hop=32)
+    the training windows among them). On 60 tunes its own-z onset gain over another
+    window's z was 0.041-0.071 over test seeds 0-9, too close to the 0.04 asked."""
+    torch.manual_seed(seed(0))
+    train = melody_windows(irish.split("train")[:120], 32, hop=32)
     valid = melody_windows(irish.split("valid"), 32, hop=32)
     out = tmp_path_factory.mktemp("vae")
     select = melody_windows(irish.split("valid")[:10], 32, hop=32)
-    trainer = VAETrainer(VAETrainConfig(**TINY, max_epochs=14), train, select, out, torch.device("cpu"),
+    trainer = VAETrainer(VAETrainConfig(**TINY, max_epochs=14, seed=seed(0)), train, select, out, torch.device("cpu"),
                          progress=False)
     trainer.run()
     return load_vae(out), train, valid, out
@@ -55,13 +57,15 @@ def trained(irish, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def memorised(irish, tmp_path_factory):
-    """A tiny VAE that has 8 Irish 2-bar windows by heart (120 full-batch steps)."""
-    torch.manual_seed(0)
+    """A tiny VAE that has 8 Irish 2-bar windows by heart (240 full-batch steps: after
+    120, windows 3 and 6 came back at token accuracy 0.86-0.97 over test seeds 0-4; after
+    240, 0.95-1.0 over seeds 0-11, 1.0 on most)."""
+    torch.manual_seed(seed(0))
     eight = melody_windows(irish.split("train")[:60], 32, hop=32)[::50][:8]
     out = tmp_path_factory.mktemp("memorised")
-    config = VAETrainConfig(**{**TINY, "batch_size": 8, "token_dropout": 0.0})
+    config = VAETrainConfig(**{**TINY, "batch_size": 8, "token_dropout": 0.0}, seed=seed(0))
     trainer = VAETrainer(config, eight, eight, out, torch.device("cpu"), progress=False)
-    for _ in range(120):
+    for _ in range(240):
         trainer.train_step(trainer.train_windows)
     trainer.save_best(evaluate_vae(trainer.model, eight))
     return load_vae(out), eight, out
@@ -81,11 +85,16 @@ def test_windows_start_cleanly_and_count_what_they_drop():
         melody_windows([np.array(held)], window=99)
 
 
-def test_tiny_vae_reconstructs_held_out_melodies_better_than_chance(trained):
+@pytest.mark.statistical
+def test_tiny_vae_reconstructs_held_out_melodies_better_than_chance(trained, record_property):
+    """Over test seeds 0-4: own z minus another's z, onsets +0.085-0.113, tokens +0.047-0.064."""
     vae, train, valid, out = trained
     held = evaluate_vae(vae, valid)
+    for key in ("onset_accuracy", "other_z_onset_accuracy", "token_accuracy", "other_z_token_accuracy", "kl"):
+        record_property(key, round(float(held[key]), 4))
+    record_property("active_units", int(held["active_units"]))
     # the decoder guided by the melody's own z beats the same decoder given another melody's z
-    # (it gets about 0.17 against 0.10 of 1,035 windows' onsets, 0.56 against 0.52 of their tokens)
+    # (it gets about 0.21 against 0.10 of 1,035 windows' onsets, 0.59 against 0.53 of their tokens)
     assert held["onset_accuracy"] > held["other_z_onset_accuracy"] + 0.04
     assert held["token_accuracy"] > held["other_z_token_accuracy"] + 0.02
     majority = max(np.mean(valid == t) for t in range(DEFAULT_VOCAB.size))  # always the commonest token
@@ -96,7 +105,12 @@ def test_tiny_vae_reconstructs_held_out_melodies_better_than_chance(trained):
     assert (out / "metrics.csv").read_text().count("\n") == 15  # header + 14 epochs
 
 
-def test_interpolation_ends_are_the_reconstructions_of_its_inputs(memorised):
+@pytest.mark.statistical
+def test_interpolation_ends_are_the_reconstructions_of_its_inputs(memorised, trained, record_property):
+    """Over test seeds 0-4: the memorised ends come back at token and onset accuracy 1.0.
+    A model that has its windows by heart maps the path between two of them onto little
+    else (2-3 distinct melodies of 5 on most seeds), so the path moving through other
+    melodies is asked of the VAE trained on 120 tunes, whose latent is smooth: 4-5 of 5."""
     vae, train, _ = memorised
     a, b = train[3], train[6]
     path, alphas = explore.interpolate(vae, a, b, n=5)
@@ -104,8 +118,12 @@ def test_interpolation_ends_are_the_reconstructions_of_its_inputs(memorised):
     recon = vae.decode(vae.posterior_mean(torch.as_tensor(np.stack([a, b]))))
     np.testing.assert_array_equal(path[[0, -1]], recon.numpy())
     ends = accuracies(torch.as_tensor(path[[0, -1]]), torch.as_tensor(np.stack([a, b])))
+    record_property("ends_token_accuracy", round(float(ends["token_accuracy"]), 4))
+    record_property("ends_onset_accuracy", round(float(ends["onset_accuracy"]), 4))
     assert ends["token_accuracy"] > 0.9 and ends["onset_accuracy"] > 0.85
-    assert len({p.tobytes() for p in path}) >= 3  # the path moves through other melodies
+    smooth, _ = explore.interpolate(trained[0], a, b, n=5)
+    record_property("distinct_path_melodies", len({p.tobytes() for p in smooth}))
+    assert len({p.tobytes() for p in smooth}) >= 3  # the path moves through other melodies
 
 
 def test_slerp_keeps_the_ends_and_the_norm_between_them():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.feedback.features import feature_names, melody_features, shipped_vae, vae_features
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model
@@ -30,18 +31,22 @@ def test_vae_features_average_the_windows_of_a_melody():
     assert both.shape[1] == len(feature_names(256, "vae+stats")) == vae.config.latent_dim + 16
 
 
-def test_a_reward_model_on_vae_features_learns_a_taste_and_reloads(tmp_path):
+@pytest.mark.statistical
+def test_a_reward_model_on_vae_features_learns_a_taste_and_reloads(tmp_path, record_property):
+    """Over test seeds 0-4: held-out star-pair accuracy 0.78-0.93 (0.76-0.89 on seeds 5-9)."""
     prior = load_model()
-    clips = sample_tokens(prior, 120, 32, seed=5)
+    clips = sample_tokens(prior, 120, 32, seed=seed(5))
     values = taste_score(clips, TASTE)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed(0))
     stars = []
-    for rater in make_raters(4, TASTE, 0.3, seed=0):
+    for rater in make_raters(4, TASTE, 0.3, seed=seed(0)):
         idx = rng.choice(120, 40, replace=False)
         for i, s in zip(idx, rater.stars(values[idx], rng)):
             stars.append({"rating_id": len(stars), "clip_id": int(i), "rater": rater.name, "stars": int(s),
                           "tokens": clips[i].tolist()})
-    model = fit_reward_model(stars, [], prior, RewardModelConfig(features="vae", epochs=150, ensemble=2))
+    model = fit_reward_model(stars, [], prior, RewardModelConfig(features="vae", epochs=150, ensemble=2,
+                                                                    seed=seed(0)))
+    record_property("star_pair_accuracy", round(float(model.metrics["star_pair_accuracy"]), 4))
     assert model.metrics["star_pair_accuracy"] > 0.65, model.metrics  # held-out clips (chance 0.5)
     loaded = load_reward_model(model.save(tmp_path / "rm"))
     np.testing.assert_allclose(loaded.score(clips[:8]), model.score(clips[:8]), atol=1e-5)
