@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.feedback.features import melody_statistics
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model
@@ -21,7 +22,7 @@ FAST = dict(ensemble=3, epochs=150)
 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))  # the prior's random weights shape the reward model's features
     return save_model(MelodyLSTM(ModelConfig(**TINY)), tmp_path_factory.mktemp("rm") / "prior")
 
 
@@ -74,28 +75,39 @@ def test_stars_are_normalised_within_each_rater():
     assert np.all(normalise_stars(flat)[0] == 0)  # no spread: no ordering information
 
 
-def test_a_harsh_and_a_kind_rater_with_the_same_ordering_give_the_same_fit(prior_dir):
-    tokens = melodies(40)
+@pytest.mark.statistical
+def test_a_harsh_and_a_kind_rater_with_the_same_ordering_give_the_same_fit(prior_dir, record_property):
+    """Over test seeds 0-4: spearman 0.930-0.971 (bound 0.8)."""
+    tokens = melodies(40, seed=seed(0))
     q = rising(tokens)
-    config = RewardModelConfig(**FAST, split="clip")
+    config = RewardModelConfig(**FAST, split="clip", seed=seed(0))
     harsh = fit_reward_model(star_rows_for(tokens, q, "harsh", 0, scale=3), [], prior_dir, config)
     kind = fit_reward_model(star_rows_for(tokens, q, "kind", 2, scale=3), [], prior_dir, config)
     np.testing.assert_allclose(harsh.score(tokens), kind.score(tokens), atol=1e-5)
     both = fit_reward_model(star_rows_for(tokens, q, "harsh", 0, scale=3)
                             + star_rows_for(tokens, q, "kind", 2, scale=3, start_id=100), [], prior_dir, config)
     # with raw stars the kind rater's 3-5 would swamp the harsh one's 1-3; z-scored, they agree
-    assert spearman(both.score(tokens), q) > 0.8
+    rho = spearman(both.score(tokens), q)
+    record_property("spearman", round(float(rho), 4))
+    assert rho > 0.8
 
 
-def test_bradley_terry_recovers_a_known_ordering(prior_dir):
-    tokens = melodies(60, seed=1)
+@pytest.mark.statistical
+def test_bradley_terry_recovers_a_known_ordering(prior_dir, record_property):
+    """Over test seeds 0-4: held-out pairwise accuracy 0.915-0.976, spearman on fresh
+    melodies 0.981-0.988 (bounds 0.8)."""
+    tokens = melodies(60, seed=seed(1))
     q = rising(tokens)
-    model = fit_reward_model([], pair_rows_for(tokens, q, 300), prior_dir, RewardModelConfig(**FAST, split="clip"))
+    model = fit_reward_model([], pair_rows_for(tokens, q, 300, seed=seed(0)), prior_dir,
+                             RewardModelConfig(**FAST, split="clip", seed=seed(0)))
     held = model.metrics
+    fresh = melodies(60, seed=seed(2))
+    rho = spearman(model.score(fresh), rising(fresh))
+    record_property("pairwise_accuracy", round(float(held["pairwise_accuracy"]), 4))
+    record_property("fresh_spearman", round(float(rho), 4))
     assert held["n_test_pairs"] > 20
     assert held["pairwise_accuracy"] > 0.8  # chance 0.5
-    fresh = melodies(60, seed=2)
-    assert spearman(model.score(fresh), rising(fresh)) > 0.8  # melodies it never saw
+    assert rho > 0.8  # melodies it never saw
 
 
 def test_ties_count_as_half_wins_or_are_skipped(prior_dir):
@@ -164,18 +176,28 @@ def test_running_mean_std_matches_numpy():
     assert rms.mean == pytest.approx(allx.mean()) and rms.var == pytest.approx(allx.var())
 
 
-def test_guarded_model_normalises_with_running_stats(prior_dir):
-    tokens = melodies(40)
+@pytest.mark.statistical
+def test_guarded_model_normalises_with_running_stats(prior_dir, record_property):
+    """Raters who use four star levels: with two (the default scale) the stars only say top
+    half or bottom half, the model cannot rank within the top half, and the 8 "best" melodies
+    scored 0.995-1.165 over test seeds 0-9 against the bound 1 (seed 2 failed); with four,
+    1.31-1.41. Over test seeds 0-4: raw 1.33-1.41, first / raw 0.853-0.862, last / first
+    0.330-0.338 (the running mean / raw is 0.795 on every seed: it is arithmetic)."""
+    tokens = melodies(40, seed=seed(0))
     q = rising(tokens)
-    model = fit_reward_model(star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100),
-                             [], prior_dir, RewardModelConfig(**FAST))
+    stars = star_rows_for(tokens, q, "a", 0, scale=4) + star_rows_for(tokens, q, "b", 1, scale=4, start_id=100)
+    model = fit_reward_model(stars, [], prior_dir, RewardModelConfig(**FAST, seed=seed(0)))
     best = tokens[np.argsort(-model.score(tokens))[:8]]  # a policy that found the best melodies
     raw = model.score(best).mean()
-    assert raw > 1  # well above the training melodies' mean
     guarded = GuardedRewardModel(model, GuardConfig(init_count=64))
     first = guarded.score(best)
     for _ in range(30):
         last = guarded.score(best)
+    record_property("raw", round(float(raw), 4))
+    record_property("first_over_raw", round(float(first.mean() / raw), 4))
+    record_property("last_over_first", round(float(last.mean() / first.mean()), 4))
+    record_property("running_mean_over_raw", round(float(guarded.stats.mean / raw), 4))
+    assert raw > 1  # well above the training melodies' mean
     assert first.mean() > 0.5 * raw  # the running stats start at the training melodies'
     assert last.mean() < 0.5 * first.mean()  # then the running mean catches up with the policy
     assert guarded.stats.mean > 0.7 * raw
@@ -219,15 +241,24 @@ def test_the_rater_split_is_clip_disjoint_too(prior_dir):
     assert not set(data.star_idx[clip_tr]) & set(data.star_idx[clip_te])
 
 
-def test_ood_is_about_one_for_rated_melodies_and_large_far_from_them(prior_dir):
-    tokens = melodies(60, seed=3)
+@pytest.mark.statistical
+def test_ood_is_about_one_for_rated_melodies_and_large_far_from_them(prior_dir, record_property):
+    """120 rated melodies and raters who use four star levels: with 60 and two levels (top or
+    bottom half) the ramp scored -0.40-0.92 on 5 of test seeds 0-19 (its score is extrapolation
+    from a step-like fit) and far / median came down to 3.05; now over seeds 0-19 the ramp
+    scores 1.14-2.77 and far / median is 3.69 or more. Over test seeds 0-4: median ood of
+    like-rated 0.945-1.007, far / median 3.95-7.34, ramp score 1.78-2.16."""
+    tokens = melodies(120, seed=seed(3))
     q = rising(tokens)
-    model = fit_reward_model(star_rows_for(tokens, q, "a", 0) + star_rows_for(tokens, q, "b", 1, start_id=100),
-                             [], prior_dir, RewardModelConfig(**FAST))
-    like_rated = model.ood(melodies(40, seed=4))  # new melodies drawn like the rated ones
-    assert 0.5 < np.median(like_rated) < 2.0
+    stars = star_rows_for(tokens, q, "a", 0, scale=4) + star_rows_for(tokens, q, "b", 1, scale=4, start_id=1000)
+    model = fit_reward_model(stars, [], prior_dir, RewardModelConfig(**FAST, seed=seed(0)))
+    like_rated = model.ood(melodies(40, seed=seed(4)))  # new melodies drawn like the rated ones
     ramp = np.full((1, 16), Vocabulary.HOLD)
     ramp[0, ::2] = np.linspace(2, 38, 8).round()  # 48 -> 84 in eighths: nothing like the rated
     far = model.ood(ramp)[0]
+    record_property("median_ood_like_rated", round(float(np.median(like_rated)), 4))
+    record_property("far_over_median", round(float(far / np.median(like_rated)), 4))
+    record_property("ramp_score", round(float(model.score(ramp)[0]), 4))
+    assert 0.5 < np.median(like_rated) < 2.0
     assert far > 3 * np.median(like_rated), far
     assert model.score(ramp)[0] > 1  # the reward model likes it: extrapolation the guard must catch

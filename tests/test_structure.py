@@ -3,6 +3,7 @@ similarity, cadences, and form (material that comes back) against loops and nois
 
 import numpy as np
 import pytest
+from seeding import seed
 from test_theory import A4, B4, C4, CTX, D4, E4, F4, G4, Fs4, H, V, mel, step
 
 from rlmusic.music.context import MelodyView, RuleContext
@@ -47,7 +48,11 @@ def test_cadence():
     assert step("cadence", BAR_A, RuleContext(steps=64)) == 0.0
 
 
-def test_structure_prefers_form_over_loops_and_noise():
+@pytest.mark.statistical
+def test_structure_prefers_form_over_loops_and_noise(record_property):
+    """Hand-written form and loops; the noise melody is random.
+    Over test seeds 0-4: the noise's structure score 0.047-0.106 (bound 0.2)."""
+
     def bar(*pitches):  # four quarter notes
         return [t for p in pitches for t in (V.pitch_to_token(p), H, H, H)]
 
@@ -65,8 +70,10 @@ def test_structure_prefers_form_over_loops_and_noise():
     assert looped["repetition"][0] == 1.0 and looped["variety"][0] == pytest.approx(4 / 13)
     assert looped["structure"][0] == pytest.approx(4 / 13 / 0.8)
     assert looped["structure"][0] < form["structure"][0]
-    noise = np.random.default_rng(0).integers(0, V.size, (1, 64))
-    assert structure_score(noise[0]) < 0.2
+    noise = np.random.default_rng(seed(0)).integers(0, V.size, (1, 64))
+    noise_score = structure_score(noise[0])
+    record_property("noise_structure", round(noise_score, 4))
+    assert noise_score < 0.2
     # the older bar-grid score is still reported under its own name
     assert structure_terms(loop)["bar_variety"][0] == 0.5
     ctx = RuleContext(steps=64)
