@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "sample melodies to MIDI (+ audio) and a manifest; optionally enqueue them"),
     "evaluate": ("evaluate", "RL Tuner's metrics, structure, originality and KL of a model or MIDI folder"),
     "tune": ("tune", "fine-tune a model with PPO (presets, TOML config, resume)"),
+    "targets": ("targets", "plan a config's [targets]: the prior's projection onto them (lambda) and its KL floor"),
     "vae": ("vae", "melody VAE: train; interpolate between, sample and vary melodies in its latent space"),
     "reward": ("reward", "fit a reward model on the stored ratings; active selection; scores"),
     "simulate-raters": ("simulate", "simulated raters with a defined taste rate queued clips (tests, demos)"),

@@ -81,6 +81,9 @@ def check(args: argparse.Namespace, config: TuneConfig) -> None:
     if not args.out:
         raise ValueError("--out is required (the folder for the tuned model, logs and checkpoints)")
     config.validate()
+    if config.targets:
+        raise ValueError(f"the config has a [targets] table ({', '.join(config.targets)}): training to targets "
+                         "is not built yet; `rlmusic targets plan` fits their projection and its KL floor")
     if config.guard:  # unknown [guard] keys raise here, with or without a reward model
         from rlmusic.feedback.guard import GuardConfig
 

@@ -76,15 +76,23 @@ def sample_tokens(
     top_k: int | None = None,
     primer: list[int] | None = None,
     batch_size: int = 512,
+    progress: bool = False,
 ) -> np.ndarray:
     """``n`` melodies of ``steps`` tokens, sampled chunk by chunk -> (n, steps) int64.
 
-    Depends only on (model, n, steps, seed, temperature, top_k, primer, batch_size).
+    Depends only on (model, n, steps, seed, temperature, top_k, primer, batch_size);
+    ``progress`` shows a bar of melodies on stderr.
     """
     if n < 1 or steps < 1:
         raise ValueError(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
-    return np.concatenate([sample_chunk(model, i, count, steps, seed, temperature, top_k, primer)
-                           for i, _, count in chunks(n, batch_size)])
+    from tqdm.auto import tqdm
+
+    out = []
+    with tqdm(total=n, unit="melody", desc="sample", disable=not progress) as bar:
+        for i, _, count in chunks(n, batch_size):
+            out.append(sample_chunk(model, i, count, steps, seed, temperature, top_k, primer))
+            bar.update(count)
+    return np.concatenate(out)
 
 
 def primer_tokens(path: str | Path, vocab: Vocabulary, track: int | None = None) -> tuple[list[int], str]:

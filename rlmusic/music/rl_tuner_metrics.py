@@ -53,6 +53,39 @@ _INTERVAL_STATS = (
 )
 
 
+def _row_counts(tok: np.ndarray, det: dict[str, np.ndarray], tonic_pitch: int) -> dict[str, np.ndarray]:
+    """Per-row counts (N,) of the share rows, from ``rl_tuner_detections``' results ``det``."""
+    top = tok.max(axis=1)
+    notes = np.where(tok >= FIRST_PITCH_TOKEN, tok, np.iinfo(np.int64).max)
+    low = notes.min(axis=1)
+    low_unique = (low < np.iinfo(np.int64).max) & ((tok == low[:, None]).sum(axis=1) == 1)
+    tonic_token = int(tonic_pitch) - MIN_PITCH + FIRST_PITCH_TOKEN
+    return {
+        "num_repeated_notes": det["repeating"].sum(axis=1),
+        "num_notes_not_in_key": det["not_in_key"].sum(axis=1),
+        "num_starting_tonic": (tok[:, 0] == tonic_token).astype(np.int64),
+        "num_high_unique": ((tok == top[:, None]).sum(axis=1) == 1).astype(np.int64),
+        "num_low_unique": low_unique.astype(np.int64),
+        "num_notes_in_motif": det["motif"].sum(axis=1),
+        "num_notes_in_repeated_motif": det["repeated_motif"].sum(axis=1),
+        "num_resolved_leaps": (det["leap"] == LEAP_RESOLVED).sum(axis=1),
+        "num_doubled_leaps": (det["leap"] == LEAP_DOUBLED).sum(axis=1),
+    }
+
+
+def rl_tuner_row_counts(tokens: np.ndarray, key_pitch_classes=C_MAJOR_PITCH_CLASSES,
+                        tonic_pitch: int = C_MAJOR_TONIC_PITCH) -> dict[str, np.ndarray]:
+    """Per-row (N,) int counts behind ``rl_tuner_metrics``' share rows: ``num_repeated_notes``,
+    ``num_notes_not_in_key``, ``num_starting_tonic``, ``num_high_unique``, ``num_low_unique``,
+    ``num_notes_in_motif``, ``num_notes_in_repeated_motif``, ``num_resolved_leaps`` and
+    ``num_doubled_leaps``; summed over rows they are ``rl_tuner_metrics``' raw counts."""
+    tok = np.asarray(tokens)
+    if tok.ndim != 2 or tok.shape[0] < 1 or tok.shape[1] < 1:
+        raise ValueError(f"expected tokens of shape (N >= 1, T >= 1), got {tok.shape}")
+    det = rl_tuner_detections(tok, key_pitch_classes, tonic_pitch)
+    return _row_counts(tok.astype(np.int64), det, tonic_pitch)
+
+
 def rl_tuner_metrics(tokens: np.ndarray, key_pitch_classes=C_MAJOR_PITCH_CLASSES,
                      tonic_pitch: int = C_MAJOR_TONIC_PITCH) -> dict[str, float]:
     """Magenta RL Tuner's composition statistics for N token rows of T steps (N, T >= 1).
@@ -101,28 +134,14 @@ def rl_tuner_metrics(tokens: np.ndarray, key_pitch_classes=C_MAJOR_PITCH_CLASSES
     code = det["interval"]
     counts = {name: float((code == value).sum()) for value, name in _INTERVAL_STATS}
     counts["num_octave_jumps"] = float((code > OCTAVE).sum())
-
-    top = tok.max(axis=1)
-    notes = np.where(tok >= FIRST_PITCH_TOKEN, tok, np.iinfo(np.int64).max)
-    low = notes.min(axis=1)
-    high_unique = (tok == top[:, None]).sum(axis=1) == 1
-    low_unique = (low < np.iinfo(np.int64).max) & ((tok == low[:, None]).sum(axis=1) == 1)
-    resolved = float((det["leap"] == LEAP_RESOLVED).sum())
-    doubled = float((det["leap"] == LEAP_DOUBLED).sum())
-    tonic_token = int(tonic_pitch) - MIN_PITCH + FIRST_PITCH_TOKEN
+    rows = _row_counts(tok, det, tonic_pitch)
+    totals = {name: float(v.sum()) for name, v in rows.items()}
+    resolved, doubled = totals["num_resolved_leaps"], totals["num_doubled_leaps"]
 
     out = {
         "num_compositions": float(n_comp),
         "num_steps": steps,
-        "num_repeated_notes": float(det["repeating"].sum()),
-        "num_notes_not_in_key": float(det["not_in_key"].sum()),
-        "num_starting_tonic": float((tok[:, 0] == tonic_token).sum()),
-        "num_high_unique": float(high_unique.sum()),
-        "num_low_unique": float(low_unique.sum()),
-        "num_notes_in_motif": float(det["motif"].sum()),
-        "num_notes_in_repeated_motif": float(det["repeated_motif"].sum()),
-        "num_resolved_leaps": resolved,
-        "num_doubled_leaps": doubled,
+        **totals,
         "num_leap_outcomes": resolved + doubled,
         **counts,
     }

@@ -1,7 +1,9 @@
-"""Fine-tuning with PPO: ``TuneConfig`` and its presets, the policy built exactly from the
-prior, KL control and the run's callbacks, curves, and the run itself.
+"""Fine-tuning with PPO: ``TuneConfig`` and its presets, targets and their projection, the
+policy built exactly from the prior, KL control and the run's callbacks, curves, and the run
+itself.
 
-Modules: ``config`` (``TuneConfig``, presets in ``presets/``), ``policy`` (``PriorPolicy``
+Modules: ``config`` (``TuneConfig``, presets in ``presets/``), ``targets`` (``[targets]``
+parsed, the information projection: lambda and the KL floor), ``policy`` (``PriorPolicy``
 for sb3-contrib's RecurrentPPO), ``callbacks`` (``KLController``, ``KLControl``,
 ``RunBookkeeping``), ``curves`` (``metrics.csv``, TensorBoard, ``plot_curves``), ``run``
 (``TuneRun``, ``tune``). Uses envs, models, music, corpus and evaluation; a reward model

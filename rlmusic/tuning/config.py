@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any
 
 from rlmusic.music.representation import Vocabulary
 from rlmusic.runtime import field_docs, read_table
+from rlmusic.tuning.targets import parse_targets
 
 CONFIG_NAME = "tune_config.json"
 WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversity_weight", "human_weight")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-TABLES = ("theory", "guard", "rl_tuner", "critic")  # keys whose value is a TOML table
+TABLES = ("theory", "guard", "rl_tuner", "critic", "targets")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
 
 
@@ -69,6 +71,8 @@ class TuneConfig:
     guard: dict[str, Any] = field(default_factory=dict)  # [guard]: rlmusic.feedback.guard.GuardConfig keys
     style_weight: float = 0.0  # end-of-melody style critic log-odds of "real corpus melody" (rlmusic.tuning.critic)
     critic: dict[str, Any] = field(default_factory=dict)  # [critic]: rlmusic.tuning.critic.CriticConfig keys
+    # -- targets
+    targets: dict[str, str] = field(default_factory=dict)  # [targets]: "KEY" = ">= X" (<=, ==), KEY an evaluation key; read by `rlmusic targets plan` (training to them is not built yet)
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
@@ -178,6 +182,7 @@ class TuneConfig:
             raise ValueError(f"target_kl_per_step must be > 0 or unset, got {self.target_kl_per_step}")
         if self.target_kl_per_step is not None and self.beta == 0:
             raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
+        parse_targets(self.targets)  # unknown keys and bad bars raise, naming them
         if self.theory_rules not in THEORY_RULES:
             raise ValueError(f"theory_rules must be one of {list(THEORY_RULES)}, got {self.theory_rules!r}")
         if self.gamma < 0.99:
@@ -197,8 +202,13 @@ class TuneConfig:
             lines.append(line.ljust(36) + f"  # {docs.get(f.name, '')}")
         for table in TABLES:
             lines += ["", f"[{table}]  # {docs.get(table, '')}"]
-            lines += [f"{k} = {toml_value(v)}" for k, v in getattr(self, table).items()]
+            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in getattr(self, table).items()]
         return "\n".join(lines)
+
+
+def toml_key(key: str) -> str:
+    """A table key as TOML writes it: bare when it can be, else quoted (``"rl_tuner/x"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def toml_value(value: Any) -> str:
@@ -210,7 +220,7 @@ def toml_value(value: Any) -> str:
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` on top; tables (``theory``, ``guard``) merge key by key."""
+    """``base`` with ``overrides`` on top; tables (``theory``, ``guard``, ``targets``) merge key by key."""
     out = dict(base)
     for key, value in overrides.items():
         if key in TABLES and isinstance(value, dict) and isinstance(out.get(key), dict):
