@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.models.checkpoint import Provenance, load_provenance, save_model
@@ -30,7 +31,7 @@ CRITIC = {"hidden": 32, "lr": 3e-3, "init_steps": 100, "refresh_steps": 8}
 def noise_prior(tmp_path):
     """An untrained prior (near-uniform tokens: far from any corpus) that names the Irish
     corpus as its training corpus, so the critic takes its real melodies from there."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     model = MelodyLSTM(ModelConfig(embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0, max_steps=64))
     return save_model(model, tmp_path / "prior", Provenance(corpus="irish-p48-84-all-v1"))
 
@@ -38,16 +39,20 @@ def noise_prior(tmp_path):
 def config(**overrides) -> TuneConfig:
     base = dict(steps=STEPS, n_envs=16, n_steps=64, batch_size=256, n_epochs=4, learning_rate=5e-3, beta=0.01,
                 theory_weight=0.0, style_weight=1.0, timesteps=16_384, eval_every=0, eval_melodies=128,
-                checkpoint_every=0, eval_corpus="", critic=CRITIC)
+                checkpoint_every=0, eval_corpus="", critic=CRITIC, seed=seed(0))
     return TuneConfig(**{**base, **overrides})
 
 
-def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, tmp_path):
+@pytest.mark.statistical
+def test_critic_accuracy_falls_as_the_policy_approaches_the_corpus(noise_prior, tmp_path, record_property):
     run = TuneRun(config(), tmp_path / "run", noise_prior, device="cpu")
     assert run.train(progress=False) is not None
     rows = [r for r in read_csv(tmp_path / "run" / "metrics.csv") if "critic/accuracy" in r]
     acc = [r["critic/accuracy"] for r in rows]  # on each rollout's fresh samples, before training on them
     assert len(acc) == 16 and all("reward/style" in r for r in rows)
+    record_property("critic_accuracy_first", round(acc[0], 3))
+    record_property("critic_accuracy_last4", round(float(np.mean(acc[-4:])), 3))
+    record_property("style_reward_gain", round(rows[-1]["reward/style"] - rows[0]["reward/style"], 3))
     assert acc[0] > 0.9  # noise is easy to tell from Irish tunes
     assert np.mean(acc[-4:]) < acc[0] - 0.1  # ... and harder once the policy has moved (it gets ~0.8)
     assert rows[-1]["reward/style"] > rows[0]["reward/style"] + 1.0  # the policy earns more log-odds

@@ -202,7 +202,12 @@ def test_guarded_model_normalises_with_running_stats(prior_dir, record_property)
     assert last.mean() < 0.5 * first.mean()  # then the running mean catches up with the policy
     assert guarded.stats.mean > 0.7 * raw
     score, disagreement, ood, n = guarded.drain()
-    assert n == 31 * 8 and score > 1 and disagreement > 0 and ood > 0 and guarded.pending == []
+    assert n == 31 * 8 and score > 1 and disagreement > 0 and guarded.pending == []
+    assert ood == 0  # the rated melodies themselves: each is its own nearest rated melody
+    fresh = melodies(15, seed=seed(5))  # unrated: the guard reports their median ratio, not the mean
+    guarded.score(fresh)
+    median = float(np.median(model.ood(fresh)))
+    assert median > 0 and guarded.drain()[2] == pytest.approx(median)
     plain = GuardedRewardModel(model, GuardConfig(running_norm=False, clip=0))
     np.testing.assert_allclose(plain.score(best), model.score(best))
     with pytest.raises(ValueError, match="guard action"):

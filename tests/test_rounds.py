@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seeding import seed
 
 import db
 from rlmusic.cli.generate import enqueue_rows
 from rlmusic.cli.main import main as cli_main
 from rlmusic.cli.round import DbStore
 from rlmusic.cli.simulate import simulate_raters
+from rlmusic.feedback.fit import RewardModelConfig
 from rlmusic.feedback.guard import GuardConfig, OverOptimisationWarning
 from rlmusic.feedback.rounds import run_round
 from rlmusic.feedback.simulate import TASTES, taste_score
@@ -45,7 +47,7 @@ def prior_dir(tmp_path_factory):
     corpus = load_corpus("irish", progress=False)
     out = tmp_path_factory.mktemp("prior") / "prior"
     config = PretrainConfig(embed_dim=16, hidden_size=32, num_layers=1, dropout=0.0, seq_len=STEPS, batch_size=64,
-                            lr=1e-2, max_epochs=3, patience=2)
+                            lr=1e-2, max_epochs=3, patience=2, seed=seed(0))
     pretrain(config, out, device="cpu", progress=False,
              sequences={"train": corpus.split("train")[:400], "valid": corpus.split("valid")[:60]})
     return out
@@ -60,9 +62,10 @@ def engine(tmp_path, monkeypatch):
     db.dispose_engine(url)
 
 
-def enqueue_prior_clips(engine, prior_dir, tmp_path, n=120, seed=1):
+def enqueue_prior_clips(engine, prior_dir, tmp_path, n=120, k=1):
     prior = load_model(prior_dir)
-    rows = write_clips(sample_tokens(prior, n, STEPS, seed=seed), tmp_path / "clips0", prior.vocab, str(prior_dir), seed)
+    rows = write_clips(sample_tokens(prior, n, STEPS, seed=seed(k)), tmp_path / "clips0", prior.vocab, str(prior_dir),
+                       seed(k))
     enqueue_rows(engine, rows, tmp_path / "clips0", prior_dir, prior.vocab, audio=False)
 
 
@@ -74,30 +77,40 @@ def effect(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
     return d, diff, half
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("taste", [DEVELOPED, HELD_OUT])
-def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine, tmp_path, taste):
+def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine, tmp_path, taste, record_property):
     """The real loop, small: the shipped prior's clips, simulated raters of a taste that no
     feature computes, a reward model on the default features, one round with the preset a
-    reward model gets (``human``), 16k PPO steps. Fails if the taste does not move."""
+    reward model gets (``human``), 16k PPO steps. Fails if the taste does not move.
+
+    Measured over test seeds 0-4 (scripts/test_seeds.sh 5): held-out pairwise accuracy
+    pitch 0.74-0.83, ending 0.66-0.76; star-pair accuracy pitch 0.73-0.78, ending 0.66-0.80
+    (with 40 stars and 30 pairs a rater, as before, star-pair accuracy ranged 0.37-0.78 over
+    eight seeds: the held-out part was too small to bound, hence 80 and 80 now)."""
     prior_dir = default_prior_dir()
-    enqueue_prior_clips(engine, prior_dir, tmp_path)
-    rated = simulate_raters(engine, n_raters=5, taste=taste, noise=0.5, per_rater=40, pairs=30, seed=0)
-    assert rated["stars"] == 200 and rated["pairs"] == 150
+    enqueue_prior_clips(engine, prior_dir, tmp_path, n=240)
+    rated = simulate_raters(engine, n_raters=5, taste=taste, noise=0.5, per_rater=80, pairs=80, seed=seed(0))
+    assert rated["stars"] == 400 and rated["pairs"] == 400
     config = TuneConfig.preset("human", steps=STEPS, timesteps=16_384, eval_every=0, eval_melodies=64,
-                               checkpoint_every=0, eval_corpus="none")
+                               checkpoint_every=0, eval_corpus="none", seed=seed(0))
     summary = run_round(tmp_path / "round1", DbStore(engine), tune_config=config, n_clips=32, audio=False,
-                        active=True, device="cpu")
+                        active=True, device="cpu", reward_config=RewardModelConfig(seed=seed(0)))
     # the reward model: held-out (clip-disjoint, statistics from training rows only) accuracy above chance
     metrics = summary["reward_metrics"]
     assert metrics["split"] == "clip"
+    record_property("pairwise_accuracy", round(metrics["pairwise_accuracy"], 3))
+    record_property("star_pair_accuracy", round(metrics["star_pair_accuracy"], 3))
     assert metrics["pairwise_accuracy"] > 0.6 and metrics["star_pair_accuracy"] > 0.6, metrics
     # the taste of the tuned model's melodies, vs the prior's (fresh samples, same seed)
     prior, tuned = load_model(prior_dir), load_model(summary["tuned_model"])
-    before = taste_score(sample_tokens(prior, 512, STEPS, seed=99), taste)
-    after = taste_score(sample_tokens(tuned, 512, STEPS, seed=99), taste)
+    before = taste_score(sample_tokens(prior, 512, STEPS, seed=seed(99)), taste)
+    after = taste_score(sample_tokens(tuned, 512, STEPS, seed=seed(99)), taste)
     d, diff, half = effect(before, after)
     print(f"{taste}: {before.mean():+.3f} -> {after.mean():+.3f}: d = {d:.2f}, diff {diff:+.3f} +- {half:.3f}")
-    assert d > 0.3 and diff - half > 0  # seeded runs: pitch d ~ 1.7, ending d ~ 1.5
+    record_property("taste_d", round(d, 3))
+    record_property("kl_per_step", round(summary["after"]["kl_per_step"], 3))
+    assert d > 0.3 and diff - half > 0
     # ... while the KL and the theory metrics stay within limits
     b, a = summary["before"], summary["after"]
     assert b["kl_per_step"] == pytest.approx(0, abs=1e-6) and a["kl_per_step"] < 0.5
@@ -111,24 +124,29 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     assert sorted(round_["rating_ids"]) == sorted(r["rating_id"] for r in db.star_rows(engine))
     prov = load_provenance(summary["tuned_model"])
     assert prov.kind == "tuned" and prov.reward_model == str(tmp_path / "round1" / "reward_model")
-    assert sorted(prov.ratings) == sorted(round_["rating_ids"]) and len(prov.extra["comparisons"]) == 150
+    assert sorted(prov.ratings) == sorted(round_["rating_ids"]) and len(prov.extra["comparisons"]) == rated["pairs"]
     assert len(summary["clip_ids"]) == 32 and json.loads((tmp_path / "round1" / "round.json").read_text())
     nxt = db.next_clip(engine, "new rater", order="priority")  # active selection: most disagreement first
     assert nxt.id in summary["clip_ids"]
 
 
+@pytest.mark.statistical
 def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir, tmp_path, capsys):
     """An absurd human weight, no KL and a high learning rate: the policy runs to melodies
     unlike any rated one, where the reward model only extrapolates. Only the
     out-of-distribution check is on: it must fire, stop training and put the policy back
-    to the last weights it passed."""
+    to the last weights it passed.
+
+    Over test seeds 0-4 the guard (the median ood of a rollout's 32 melodies) passed the
+    first rollout at 1.01-1.16 and fired at 9,216, 5,120, 15,360, 8,192 and 10,240 env steps
+    (ood 1.57-2.31); restored to 1.18-1.47."""
     enqueue_prior_clips(engine, prior_dir, tmp_path, n=40)
-    simulate_raters(engine, n_raters=3, taste=TASTE, per_rater=20, pairs=10, seed=0)
+    simulate_raters(engine, n_raters=3, taste=TASTE, per_rater=20, pairs=10, seed=seed(0))
     config = tmp_path / "round.toml"
     config.write_text(
-        "steps = 32\nn_envs = 16\nn_steps = 64\nbatch_size = 256\nlearning_rate = 1e-2\nbeta = 0.0\n"
+        f"seed = {seed(0)}\nsteps = 32\nn_envs = 16\nn_steps = 64\nbatch_size = 256\nlearning_rate = 1e-2\nbeta = 0.0\n"
         "theory_weight = 0.0\nhuman_weight = 1000.0\neval_every = 0\neval_melodies = 32\ncheckpoint_every = 0\n"
-        'eval_corpus = "none"\n\n[reward]\nensemble = 3\n\n'
+        f'eval_corpus = "none"\n\n[reward]\nensemble = 3\nseed = {seed(0)}\n\n'
         '[guard]\nmax_kl_per_step = 0.0\nmax_disagreement = 0.0\nmax_ood = 1.5\npatience = 1\naction = "stop"\n'
     )
     out = tmp_path / "absurd"
@@ -149,13 +167,22 @@ def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir,
     assert any(r.get("guard/triggered") == "1.0" for r in rows) and any(r.get("guard/ood") for r in rows)
     prov = load_provenance(out / "model")
     assert prov.extra["guard"]["stopped"] and prov.extra["guard"]["restored_to_timesteps"] == guard["restored_to_timesteps"]
-    # the saved model is the restored one: its melodies lie where the raters were
-    from rlmusic.feedback.reward_model import load_reward_model
-
-    rm = load_reward_model(out / "reward_model")
-    saved = sample_tokens(load_model(out / "model"), 128, STEPS, seed=5)
-    assert np.median(rm.ood(saved)) < 1.5
     assert json.loads((out / "round.json").read_text())["guard"]["triggered"]
+    # the saved model is the restored one: the weights that sampled the last rollout the guard
+    # passed, i.e. those of the same run stopped one rollout (16 x 64 env steps) earlier. (Its
+    # melodies' median ood is that rollout's within sampling noise, which at the bar itself says
+    # nothing: 1.47 on its rollout, 1.55 on 2,000 fresh melodies at test seed 0.)
+    restored = guard["restored_to_timesteps"]
+    reference = prior_dir  # the first rollout was the last that passed: the prior's own weights
+    if restored > 16 * 64:
+        again = tmp_path / "again.toml"
+        again.write_text(config.read_text().replace("max_ood = 1.5", "max_ood = 0.0"))  # no guard: plain training
+        assert cli_main(["round", "--out", str(tmp_path / "earlier"), "--prior", str(prior_dir), "--config",
+                         str(again), "--timesteps", str(restored - 16 * 64), "--n-clips", "1", "--no-audio",
+                         "--device", "cpu", "--threads", "1"]) == 0
+        reference = tmp_path / "earlier" / "model"
+    saved, reference = load_model(out / "model").state_dict(), load_model(reference).state_dict()
+    assert all(torch.equal(saved[k], reference[k]) for k in reference)
 
 
 def test_bad_round_options_fail_before_training(engine, prior_dir, tmp_path):
