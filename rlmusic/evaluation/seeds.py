@@ -17,13 +17,11 @@ SEED_FIELD = "{seed}"
 
 def expand_seeds(pattern: str, seeds: int) -> list[str]:
     """The model paths of ``seeds`` training seeds: ``pattern`` with ``{seed}`` replaced by
-    0..seeds-1; a pattern without ``{seed}`` is one model (and needs ``seeds == 1``)."""
+    0..seeds-1; a pattern without ``{seed}`` is one model whatever ``seeds`` says (a model
+    shipped or trained once, shown beside the seeded ones: its figures say "of 1")."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if SEED_FIELD not in pattern:
-        if seeds > 1:
-            raise ValueError(f"{pattern!r} has no {SEED_FIELD} to fill with {seeds} seeds "
-                             f"(name the runs e.g. runs/NAME-s{SEED_FIELD})")
         return [pattern]
     return [pattern.replace(SEED_FIELD, str(s)) for s in range(seeds)]
 
