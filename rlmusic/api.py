@@ -50,7 +50,7 @@ def make_env(model: MelodyLSTM | str | Path | None = None, steps: int = 32,
     prior = model if model is not None and not isinstance(model, (str, Path)) else load_model(model)
     source = getattr(prior, "source_dir", None) or default_prior_dir()
     rewards = build_rewards(config, prior.vocab, novelty_corpus(config, Path(source)))
-    options = {"theory_weight": config.theory_weight, "beta": config.beta, **kwargs}
+    options = {"theory_weight": config.effective_theory_weight, "beta": config.effective_beta, **kwargs}
     return MelodyEnv(prior, steps=steps, theory_reward=rewards.theory, final_reward=rewards.final,
                      progress_reward=rewards.progress, **options)
 

@@ -149,8 +149,11 @@ def test_the_targets_table_round_trips_through_print_config(capsys, tmp_path):
     assert TuneConfig.from_file(tmp_path / "printed.toml") == config
     with pytest.raises(ValueError, match="unknown target key 'nope'"):
         TuneConfig(targets={"nope": ">= 1"}).validate()
-    assert main(["tune", "--out", str(tmp_path / "run"), "--preset", "rl-tuner-targets"]) == 1
-    assert "training to targets is not built yet" in one_line(capsys.readouterr().err, "tune")
+    (tmp_path / "beta.toml").write_text("beta = 0.5\n")  # a targets run fixes beta at 1
+    assert main(["tune", "--out", str(tmp_path / "run"), "--preset", "rl-tuner-targets",
+                 "--config", str(tmp_path / "beta.toml")]) == 1
+    assert "beta=0.5: a run with [targets] fixes beta at 1" in one_line(capsys.readouterr().err, "tune")
+    assert not (tmp_path / "run").exists()
 
 
 def write_config(path, targets: dict[str, str]) -> str:

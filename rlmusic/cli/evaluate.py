@@ -4,7 +4,9 @@ of MIDI files (a stored clip's file that changed since it was stored is skipped 
 
 Each model is measured against its own reference, from its provenance (a tuned model's
 prior, a prior itself; novelty against that prior's training corpus) unless ``--prior``
-or ``--corpus`` say otherwise; the command prints which reference it used.
+or ``--corpus`` say otherwise; the command prints which reference it used. For a model tuned
+to targets (``[targets]`` in its provenance) it then prints each target met or missed on the
+sampled melodies, with the 95% interval of its feature's mean (docs/targets.md).
 """
 
 from __future__ import annotations
@@ -86,19 +88,24 @@ def main(args: argparse.Namespace) -> int:
         a["skipped_files"] = int(sum(skipped.values()))
         a["skipped_changed_clips"] = sorted(e.clip_id for entries in changed.values() for e in entries)
         a["reference_prior"], a["reference_corpus"] = model_ref(prior_path(args.prior)), corpus
-        tables, names = [a], [str(args.midi)]
+        tables, names, reports = [a], [str(args.midi)], [None]
     else:
         models = [args.model] if not args.compare else (
             args.compare if len(args.compare) == 2 else [args.model, args.compare[0]])
         common = dict(n=args.n, steps=args.steps, seed=args.seed, temperature=args.temperature,
                       prior_dir=args.prior, device=args.device, corpus=args.corpus, key=args.key)
-        tables = [evaluate_model(m, **common) for m in models]
+        sampled = [evaluate_model(m, **common, return_tokens=True) for m in models]
+        tables = [table for table, _ in sampled]
         names = [m or "shipped prior" for m in models]
+        reports = [targets_report(m, tokens, args.prior) for m, (_, tokens) in zip(models, sampled)]
     for name, table in zip(names, tables):
         print(f"{name}: reference prior {table['reference_prior']}, "
               f"novelty against {table['reference_corpus'] or 'nothing (skipped)'}")
     a, b = tables[0], (tables[1] if len(tables) > 1 else None)
     print(format_table(a, b, tuple(names) if b is not None else (names[0], "")))
+    for name, report in zip(names, reports):
+        if report is not None:  # a model tuned to targets: each met or missed, with its 95% interval
+            print(f"{name}: {report}")
     if args.json:
         obj = a if b is None else {"a": {**a, "model": names[0]}, "b": {**b, "model": names[1]},
                                    "diff": diff_tables(a, b)}
@@ -107,6 +114,13 @@ def main(args: argparse.Namespace) -> int:
     if args.plot:
         plot_tables(args.plot, a, b, tuple(names) if b is not None else (names[0], ""))
     return 0
+
+
+def targets_report(model: str | None, tokens, prior: str | None) -> str | None:
+    """For a model tuned to targets, each target met or missed on its samples; else None."""
+    from rlmusic.tuning.target_training import model_targets_report
+
+    return None if model is None else model_targets_report(model, tokens, prior)
 
 
 def prior_path(prior: str | None) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
-from rlmusic.tuning.targets import MIN_ESS, TargetPlan, parse_targets
+from rlmusic.tuning.targets import MIN_ESS, TargetPlan, format_plan, parse_targets
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,19 +56,13 @@ def config_from_args(args: argparse.Namespace) -> TuneConfig:
 
 def plan_targets(args: argparse.Namespace) -> tuple[TargetPlan, dict[str, Any]]:
     """Sample, compute the features and fit; returns the plan and the settings it used."""
-    from rlmusic.corpus.index import corpus_index
     from rlmusic.evaluation.table import load_reference_prior
     from rlmusic.models.checkpoint import default_prior_dir, model_path, model_ref
-    from rlmusic.models.generate import sample_tokens
-    from rlmusic.music.reward import TheoryConfig
-    from rlmusic.music.targets import TARGETS, target_parts
     from rlmusic.runtime import resolve_device
-    from rlmusic.tuning.rewards import novelty_corpus
-    from rlmusic.tuning.targets import plan_projection
+    from rlmusic.tuning.target_training import music_key, plan_for_config
 
     config = config_from_args(args)
-    targets = parse_targets(config.targets)
-    if not targets:
+    if not parse_targets(config.targets):
         where = f"--config {args.config}" if args.config else f"preset {args.preset or 'default'!r}"
         raise ValueError(f"{where} has no [targets] table: give one (\"KEY\" = \">= X\") or use "
                          "--preset rl-tuner-targets")
@@ -82,34 +76,11 @@ def plan_targets(args: argparse.Namespace) -> tuple[TargetPlan, dict[str, Any]]:
     if config.steps > prior.config.max_steps:
         warnings.warn(f"steps={config.steps} exceeds the prior's max_steps={prior.config.max_steps}: "
                       "it was never trained on melodies this long", stacklevel=2)
-    keys = [t.key for t in targets]
-    corpus = None
-    if any(TARGETS[k].needs == "corpus" for k in keys):
-        name = novelty_corpus(config, prior_dir)
-        corpus = corpus_index(name, vocab=config.vocab) if name else None
-    music_key = TheoryConfig.from_dict(dict(config.theory)).key
-    tokens = sample_tokens(prior, args.n, config.steps, seed=args.seed, progress=not args.no_progress)
-    parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key, corpus=corpus)
-    plan = plan_projection(targets, parts, steps=config.steps, min_ess=args.min_ess)
+    plan = plan_for_config(config, prior, prior_dir, args.n, seed=args.seed, min_ess=args.min_ess,
+                           progress=not args.no_progress)
     settings = {"prior": model_ref(prior_dir), "preset": args.preset, "config": args.config,
-                "seed": args.seed, "key": music_key, "min_ess": args.min_ess}
+                "seed": args.seed, "key": music_key(config), "min_ess": args.min_ess}
     return plan, settings
-
-
-def format_plan(plan: TargetPlan) -> str:
-    """The plan as a table: one row per target, then the effective sample size and the floor."""
-    width = max(len("target"), *(len(t.key) for t in plan.targets))
-    lines = [f"{'target'.ljust(width)}  {'prior':>10}  {'bar':>12}  {'lambda':>11}  {'projected':>10}  "
-             f"{'ESS alone':>10}"]
-    for i, t in enumerate(plan.targets):
-        lines.append(f"{t.key.ljust(width)}  {plan.prior_means[i]:>10.5g}  {f'{t.op} {t.value:g}':>12}  "
-                     f"{plan.projection.lam[i]:>11.5g}  {plan.projected_means[i]:>10.5g}  "
-                     f"{plan.ess_alone[i]:>10,.0f}")
-    lines.append(f"effective sample size {plan.projection.ess:,.0f} of {plan.n:,} melodies "
-                 f"({plan.projection.ess / plan.n:.1%})")
-    lines.append(f"kl_floor_per_step {plan.kl_floor_per_step:.4f} nats ({plan.kl_floor_per_melody:.3f} nats per "
-                 f"melody of {plan.steps} steps)")
-    return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -6,6 +6,12 @@ over-optimisation guard; given alone (no ``--preset``/``--config``) it uses the
 Ctrl-C stops at the next env step and keeps a checkpoint; ``--resume`` continues it, and
 ``--resume --timesteps N`` extends a finished run.
 
+A config with a ``[targets]`` table trains to their projection (docs/targets.md): the run
+first samples ``targets_plan_n`` prior melodies and prints the plan that ``rlmusic targets
+plan`` prints (lambda per target, the KL floor), then pays ``lambda . phi`` at the end of each
+melody with beta fixed at 1 and refits lambda after each rollout (``target/<KEY>``,
+``lambda/<KEY>``, ``kl_floor_per_step`` in ``metrics.csv``).
+
 Every run records itself in the jobs table (status, progress, metrics, output folder:
 ``rlmusic jobs show ID``, the app's Jobs page), and ``rlmusic jobs cancel ID`` stops it
 like Ctrl-C; when the database is not set up the run says so in one line and goes on.
@@ -42,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, help="melodies generated in parallel (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed of torch, numpy and SB3 (overrides the config)")
     parser.add_argument("--reward-model", help="reward model directory (rlmusic reward fit) to tune against")
+    parser.add_argument("--method", choices=("ppo",), default="ppo",
+                        help="how a config with [targets] trains to their projection: ppo (RecurrentPPO, reward "
+                             "lambda . phi, beta 1, lambda refitted online; the only method so far)")
     add_device(parser)
     add_threads(parser)
     parser.add_argument("--resume", action="store_true",
@@ -81,9 +90,6 @@ def check(args: argparse.Namespace, config: TuneConfig) -> None:
     if not args.out:
         raise ValueError("--out is required (the folder for the tuned model, logs and checkpoints)")
     config.validate()
-    if config.targets:
-        raise ValueError(f"the config has a [targets] table ({', '.join(config.targets)}): training to targets "
-                         "is not built yet; `rlmusic targets plan` fits their projection and its KL floor")
     if config.guard:  # unknown [guard] keys raise here, with or without a reward model
         from rlmusic.feedback.guard import GuardConfig
 
@@ -136,7 +142,7 @@ def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
         refuse_if_queued(Path(args.out))
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
     return TuneRun(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
-                   device=args.device, resume=args.resume, force=args.force)
+                   device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress)
 
 
 def train(run: TuneRun, args: argparse.Namespace, recorder) -> Path | None:
@@ -171,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
             return 0
         result = final_metrics(out)
         recorder.succeed(result)
-    print(f"tune: wrote the tuned model to {out} (KL to the prior {result['kl_per_step']:.3f} nats per step, "
+    floor = f"; floor {result['kl_floor_per_step']:.3f}" if "kl_floor_per_step" in result else ""
+    print(f"tune: wrote the tuned model to {out} (KL to the prior {result['kl_per_step']:.3f} nats per step{floor}, "
           f"{result['kl_per_note']:.3f} per note)")
     return 0

@@ -3,7 +3,8 @@ policy built exactly from the prior, KL control and the run's callbacks, curves,
 itself.
 
 Modules: ``config`` (``TuneConfig``, presets in ``presets/``), ``targets`` (``[targets]``
-parsed, the information projection: lambda and the KL floor), ``policy`` (``PriorPolicy``
+parsed, the information projection: lambda and the KL floor), ``target_training`` (a run
+with targets: the plan, the reward lambda . phi, lambda's dual ascent), ``policy`` (``PriorPolicy``
 for sb3-contrib's RecurrentPPO), ``callbacks`` (``KLController``, ``KLControl``,
 ``RunBookkeeping``), ``curves`` (``metrics.csv``, TensorBoard, ``plot_curves``), ``run``
 (``TuneRun``, ``tune``). Uses envs, models, music, corpus and evaluation; a reward model

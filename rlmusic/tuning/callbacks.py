@@ -4,12 +4,14 @@
 from the rewards in SB3's ``collect_rollouts`` after ``env.step`` and before
 ``rollout_buffer.add``; see ``rlmusic.tuning.run`` for the reward it makes; logs every
 reward term and the KL per step) -> ``RunBookkeeping`` (progress bar, periodic
-evaluation, checkpoints, a clean stop on request).
+evaluation, checkpoints, a clean stop on request; ``stop_on_ctrl_c`` asks it on Ctrl-C).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from typing import Any
 
 import numpy as np
@@ -128,11 +130,14 @@ class RunBookkeeping(BaseCallback):
 
     def status(self, timesteps: int) -> dict[str, Any]:
         """Where the run stands: env steps trained, the total, and the last rollout's
-        metrics (``kl/per_step``, ``kl/beta``, ``reward/<term>``) with the last
-        evaluation's numbers (``eval/<key>``)."""
+        metrics (``kl/per_step``, ``kl/beta``, ``reward/<term>``; in a targets run also
+        ``target/<KEY>``, ``lambda/<KEY>``, ``kl_floor_per_step``) with the last evaluation's
+        numbers (``eval/<key>``)."""
         last = self.run.kl_callback.last
         metrics = {("kl/per_step" if k == "kl" else "kl/beta" if k == "beta" else f"reward/{k}"): float(v)
                    for k, v in last.items()}
+        targets = getattr(self.run, "target_control", None)  # a targets run: target/<KEY>, lambda/<KEY>, floor
+        metrics.update(targets.last if targets is not None else {})
         metrics.update({f"eval/{k}": float(v) for k, v in self.run.last_eval.items()
                         if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("n", "steps", "timesteps")})
         return {"timesteps": int(timesteps), "total": int(self.total), "metrics": metrics}
@@ -147,3 +152,27 @@ class RunBookkeeping(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.bar.close()
+
+
+class stop_on_ctrl_c:  # noqa: N801 - used as a context manager
+    """The first Ctrl-C asks ``book`` to stop at the next env step (the run then keeps a
+    checkpoint of its last update); a second one interrupts at once."""
+
+    def __init__(self, book: RunBookkeeping):
+        self.book, self.previous = book, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.book.stop_requested:
+            raise KeyboardInterrupt
+        self.book.stop_requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False

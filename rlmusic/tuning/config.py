@@ -54,11 +54,11 @@ class TuneConfig:
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # gradient clipping
     # -- KL control
-    beta: float = 0.1  # weight of the per-step KL to the prior (initial value when adaptive)
+    beta: float | None = None  # weight of the per-step KL to the prior (initial value when adaptive); unset: 0.1, and a targets run fixes it at 1
     target_kl_per_step: float | None = None  # nats per 16th step the controller aims at (None: fixed beta)
     kl_horizon: int = 500  # controller horizon in melodies (Ziegler et al. use 10,000; our runs are short)
     # -- rewards (weights >= 0)
-    theory_weight: float = 1.0  # per-step music-theory reward (rule weights in the [theory] table)
+    theory_weight: float | None = None  # per-step music-theory reward (rule weights in the [theory] table); unset: 1, or 0 in a targets run
     theory_rules: str = "rlmusic"  # "rlmusic": our rules ([theory] weights); "rl_tuner": Magenta's reward_music_theory
     rl_tuner: dict[str, Any] = field(default_factory=dict)  # [rl_tuner]: multipliers of RL Tuner's reward amounts by rule
     theory: dict[str, Any] = field(default_factory=dict)  # [theory]: rlmusic.music.reward.TheoryConfig keys
@@ -72,7 +72,10 @@ class TuneConfig:
     style_weight: float = 0.0  # end-of-melody style critic log-odds of "real corpus melody" (rlmusic.tuning.critic)
     critic: dict[str, Any] = field(default_factory=dict)  # [critic]: rlmusic.tuning.critic.CriticConfig keys
     # -- targets
-    targets: dict[str, str] = field(default_factory=dict)  # [targets]: "KEY" = ">= X" (<=, ==), KEY an evaluation key; read by `rlmusic targets plan` (training to them is not built yet)
+    targets: dict[str, str] = field(default_factory=dict)  # [targets]: "KEY" = ">= X" (<=, ==), KEY an evaluation key; a run with targets trains to their projection (reward lambda . phi at the end of each melody, beta 1; the weighted rewards only where the config sets them)
+    targets_plan_n: int = 20_000  # prior melodies sampled for the plan that starts a targets run (lambda, the KL floor), as `rlmusic targets plan -n`
+    targets_min_ess: float = 100.0  # the plan refuses a projection whose effective sample size is below this
+    targets_lr: float = 0.05  # dual ascent of lambda after each rollout, in Newton steps: lambda_i += lr (bar_i - mean_i) / var_i (var_i: the prior's); 0 keeps the plan's lambda
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
@@ -160,8 +163,9 @@ class TuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.diversity_memory < 0:
             raise ValueError(f"diversity_memory must be >= 0, got {self.diversity_memory}")
-        for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
+        for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every",
+                                     "targets_min_ess", "targets_lr"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.n_steps is not None and (self.n_steps < 1 or self.n_steps % self.steps):
             raise ValueError(
@@ -180,13 +184,48 @@ class TuneConfig:
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
         if self.target_kl_per_step is not None and self.target_kl_per_step <= 0:
             raise ValueError(f"target_kl_per_step must be > 0 or unset, got {self.target_kl_per_step}")
-        if self.target_kl_per_step is not None and self.beta == 0:
+        if self.target_kl_per_step is not None and self.effective_beta == 0:
             raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
-        parse_targets(self.targets)  # unknown keys and bad bars raise, naming them
+        if parse_targets(self.targets):  # unknown keys and bad bars raise, naming them
+            self._check_targets_run()
         if self.theory_rules not in THEORY_RULES:
             raise ValueError(f"theory_rules must be one of {list(THEORY_RULES)}, got {self.theory_rules!r}")
         if self.gamma < 0.99:
             warnings.warn(f"gamma={self.gamma} discounts the end-of-melody rewards strongly", stacklevel=2)
+
+    def _check_targets_run(self) -> None:
+        """A run with targets: beta fixed at 1 (then the optimum of the KL-regularised reward
+        lambda . phi is the projection itself); weighted rewards the config sets are legal
+        but move the optimum away from it: a warning."""
+        if self.target_kl_per_step is not None:
+            raise ValueError(f"target_kl_per_step={self.target_kl_per_step}: a run with [targets] fixes beta at 1 "
+                             "(its optimum is then the projection); unset target_kl_per_step")
+        if self.beta is not None and self.beta != 1:
+            raise ValueError(f"beta={self.beta}: a run with [targets] fixes beta at 1 (its optimum is then the "
+                             "projection; lambda sets how far each target pulls); unset beta")
+        if self.targets_plan_n < 2:
+            raise ValueError(f"targets_plan_n must be >= 2 melodies, got {self.targets_plan_n}")
+        weighted = [name for name in WEIGHT_FIELDS + ("style_weight",)
+                    if name != "human_weight" and getattr(self, name)]
+        if weighted:
+            warnings.warn(f"a run with [targets] pays lambda . phi and the KL; the weighted rewards the config sets "
+                          f"({', '.join(weighted)}) are added on top, so its optimum is no longer the projection",
+                          stacklevel=3)
+
+    @property
+    def effective_beta(self) -> float:
+        """The beta a run starts from: ``beta``, else 1 in a targets run, else 0.1."""
+        return float(self.beta) if self.beta is not None else 1.0 if self.targets else 0.1
+
+    @property
+    def effective_theory_weight(self) -> float:
+        """The theory reward's weight: ``theory_weight``, else 0 in a targets run, else 1."""
+        return float(self.theory_weight) if self.theory_weight is not None else 0.0 if self.targets else 1.0
+
+    def resolved(self) -> dict[str, Any]:
+        """The config's keys with ``beta`` and ``theory_weight`` at the values a run uses
+        (so that a stored run and the same config compare equal however they were written)."""
+        return {**asdict(self), "beta": self.effective_beta, "theory_weight": self.effective_theory_weight}
 
     # -- description
     def describe(self) -> str:

@@ -47,7 +47,7 @@ def build_rewards(config: TuneConfig, vocab: Vocabulary, corpus: str | None) -> 
         raise ValueError("[rl_tuner] multipliers apply to theory_rules = 'rl_tuner' only")
     if config.rl_tuner:  # unknown names or bad values raise here, before anything trains
         RLTunerTheoryReward(vocab, config.theory, config.steps, config.rl_tuner)
-    if not config.theory_weight:
+    if not config.effective_theory_weight:
         theory = no_theory
     elif config.theory_rules == "rl_tuner":
         theory = RLTunerTheoryReward(vocab, config.theory, config.steps, config.rl_tuner)

@@ -22,13 +22,16 @@ wherever a prior is), ``tune_config.json`` (the run's config and references),
 last one, and extends a finished run when ``timesteps`` grew, keeping the finished model
 in ``previous/``), ``critic.pt`` (the style critic). Every file is written crash-safe
 (``rlmusic.tuning.checkpoints``).
+
+A config with ``[targets]`` trains to their projection instead (``rlmusic.tuning.target_training``):
+beta fixed at 1, ``lambda . phi(x)`` paid at the end of each melody, lambda refitted after each
+rollout; the plan goes into ``tune_config.json`` and the provenance, lambda into checkpoints.
 """
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
+import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -53,7 +56,7 @@ from rlmusic.models.checkpoint import (
 )
 from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
-from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping
+from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping, stop_on_ctrl_c
 from rlmusic.tuning.checkpoints import (
     CHECKPOINTS,
     append_eval,
@@ -70,6 +73,8 @@ from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
+from rlmusic.tuning.target_training import TargetControl, TargetReward, start_targets, with_targets
+from rlmusic.tuning.targets import TargetPlan
 
 EXTENDABLE = ("timesteps",)  # config keys a resumed run may change (to extend it)
 
@@ -124,6 +129,11 @@ class TuneRun:
         monitor: called after every PPO update with ``{"timesteps", "total", "metrics"}``
             (e.g. a job's recorder); returning True stops the run cleanly at the next env
             step, with a checkpoint, as Ctrl-C does.
+        progress: a progress bar while a targets run samples its plan.
+
+    A config with ``[targets]`` trains to their projection (``rlmusic.tuning.target_training``):
+    the plan is fitted and printed here, before anything is written, and ``target_reward``
+    pays ``lambda . phi`` at the end of each melody (``plan``: the plan; both None otherwise).
     """
 
     def __init__(
@@ -139,6 +149,7 @@ class TuneRun:
         resume: bool = False,
         force: bool = False,
         monitor: Any = None,
+        progress: bool = True,
     ):
         self.out, self.monitor = Path(out), monitor
         self.prior_dir = Path(prior_dir) if prior_dir is not None else default_prior_dir()
@@ -148,7 +159,7 @@ class TuneRun:
         stored = stored_run(self.out)
         if resume and stored is not None:
             previous = TuneConfig.from_dict(stored["config"])
-            diff = sorted(k for k, v in asdict(config).items() if asdict(previous)[k] != v)
+            diff = sorted(k for k, v in config.resolved().items() if previous.resolved()[k] != v)
             if set(diff) - set(EXTENDABLE):
                 raise ValueError(f"--resume: the config differs from the run in {self.out} in {diff}; "
                                  f"only {list(EXTENDABLE)} may change")
@@ -181,6 +192,16 @@ class TuneRun:
         self.rewards = build_rewards(config, self.prior.vocab, self.corpus)
         self.theory_reward = self.rewards.theory
         self.critic, self.rewards.final = style_critic(config, self, self.rewards.final)  # style_weight 0: None
+        self.target_reward: TargetReward | None = None
+        self.plan: TargetPlan | None = None
+        if config.targets:  # plan, print, and pay lambda . phi at the end of each melody
+            if reward_model is not None:
+                warnings.warn("a run with [targets] pays lambda . phi and the KL; the reward model's score "
+                              "(human_weight) is added on top, so its optimum is no longer the projection",
+                              stacklevel=2)
+            self.target_reward = start_targets(self, progress)
+            self.plan = self.target_reward.plan
+            self.rewards.final = with_targets(self.rewards.final, self.target_reward)
         self.extra_callbacks: list[Any] = []
         self.interrupted = False
         self.last_eval: dict[str, Any] = {}
@@ -191,7 +212,8 @@ class TuneRun:
         return BatchedMelodyVecEnv(
             self.prior, n_envs=c.n_envs, steps=c.steps, theory_reward=self.rewards.theory,
             final_reward=self.rewards.final, progress_reward=self.rewards.progress, reward_model=self.reward_model,
-            theory_weight=c.theory_weight, human_weight=c.human_weight, beta=c.beta, device=self.device,
+            theory_weight=c.effective_theory_weight, human_weight=c.human_weight, beta=c.effective_beta,
+            device=self.device,
         )
 
     def make_model(self, env: BatchedMelodyVecEnv) -> RecurrentPPO:
@@ -212,6 +234,8 @@ class TuneRun:
         ``timesteps``: the env steps the saved weights were trained on (default: all so far)."""
         n = int(self.model.num_timesteps if timesteps is None else timesteps)
         meta = {"num_timesteps": n, "beta": self.env.beta, "total_timesteps": self.config.total_timesteps}
+        if self.target_reward is not None:  # lambda as refitted so far: a resumed run goes on from it
+            meta["lambda"] = self.target_reward.lam.tolist()
         return save_checkpoint(self.out, self.model, meta)
 
     def evaluate(self, timesteps: int) -> dict[str, Any]:
@@ -222,6 +246,8 @@ class TuneRun:
                                        self.theory_reward, key=theory_config(c.theory).key, corpus=self.corpus,
                                        reward_model=fitted)
         result = {"timesteps": timesteps, "beta": self.env.beta, **result}
+        if self.plan is not None:  # the floor beside the model's exact KL
+            result["kl_floor_per_step"] = self.plan.kl_floor_per_step
         append_eval(self.out, result)
         for k, v in result.items():
             if isinstance(v, (int, float)) and math.isfinite(v) and k not in ("timesteps", "n", "steps"):
@@ -251,6 +277,8 @@ class TuneRun:
             self.model = load_checkpoint(zip_path, self.env, self.device)
             self.model.num_timesteps = done
             self.env.beta = meta["beta"]
+            if self.target_reward is not None and meta.get("lambda") is not None:
+                self.target_reward.lam = np.asarray(meta["lambda"], dtype=np.float64)
             self.model._last_obs = self.env.reset()  # checkpoints fall between whole melodies
             self.model._last_episode_starts = np.ones(c.n_envs, dtype=bool)
             rows = [r for r in read_csv(self.out / "metrics.csv") if r.get("timesteps", 0) <= done]
@@ -259,6 +287,7 @@ class TuneRun:
             "config": asdict(c), "prior": str(self.prior_dir),
             "reward_model": None if self.reward_model_dir is None else str(self.reward_model_dir),
             "init_model": None if self.init_model_dir is None else str(self.init_model_dir),
+            **({"targets_plan": self.plan.to_dict()} if self.plan is not None else {}),
         })
         self.model.set_logger(Logger(str(self.out), [CurvesWriter(self.out, rows)]))
         self.kl_callback = KLControl(self.env, KLController(c.target_kl_per_step, c.kl_horizon))
@@ -266,10 +295,13 @@ class TuneRun:
         self.extra_callbacks = list(self.reward_model.tune_callbacks(self)) \
             if hasattr(self.reward_model, "tune_callbacks") else []
         self.extra_callbacks += [CriticRefresh(self)] if self.critic is not None else []  # the style critic
+        self.target_control = None if self.target_reward is None else TargetControl(self.target_reward,
+                                                                                     self.kl_callback)
         remaining = c.total_timesteps - self.model.num_timesteps
-        with _stop_on_ctrl_c(self.book):
-            self.model.learn(remaining, callback=[self.kl_callback, self.book, *self.extra_callbacks],
-                             reset_num_timesteps=False)
+        with stop_on_ctrl_c(self.book):
+            callbacks = [self.kl_callback, *([self.target_control] if self.target_control else []), self.book,
+                         *self.extra_callbacks]  # the targets' logs after the KL's: they read it
+            self.model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
         if self.book.stopped:
             self.interrupted = self.book.interrupted
             if self.interrupted:
@@ -285,6 +317,9 @@ class TuneRun:
         fitted = getattr(self.reward_model, "model", self.reward_model)  # unwrap a guard
         extra: dict[str, Any] = {"tune_config": asdict(self.config), "timesteps": int(self.model.num_timesteps),
                                  "final_beta": float(self.env.beta)}
+        if self.target_reward is not None:  # what it trained to: the plan (lambda, the floor), lambda at the end
+            extra["targets"] = {"method": "ppo", "plan": self.plan.to_dict(),
+                                "lambda": dict(zip(self.target_reward.keys, self.target_reward.lam.tolist()))}
         if self.init_model_dir is not None:
             extra["kl_reference"] = model_ref(self.prior_dir)
         if fitted is not None and hasattr(fitted, "comparison_ids"):
@@ -306,30 +341,6 @@ class TuneRun:
             extra=extra,
         )
         return save_model(tuned, self.out, provenance)
-
-
-class _stop_on_ctrl_c:  # noqa: N801 - used as a context manager
-    """The first Ctrl-C asks ``book`` to stop at the next env step (the run then keeps a
-    checkpoint of its last update); a second one interrupts at once."""
-
-    def __init__(self, book: RunBookkeeping):
-        self.book, self.previous = book, None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.book.stop_requested:
-            raise KeyboardInterrupt
-        self.book.stop_requested = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
 
 
 def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> RecurrentPPO:
@@ -358,5 +369,6 @@ def tune(
 ) -> Path | None:
     """Tune ``prior_dir`` (default: the shipped prior) into ``out``; see ``TuneRun``."""
     run = TuneRun(config, out, prior_dir, reward_model=reward_model, reward_model_dir=reward_model_dir,
-                  init_model=init_model, device=device, resume=resume, force=force, monitor=monitor)
+                  init_model=init_model, device=device, resume=resume, force=force, monitor=monitor,
+                  progress=progress)
     return run.train(progress=progress, stop_after_checkpoints=stop_after_checkpoints)

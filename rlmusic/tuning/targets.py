@@ -16,7 +16,8 @@ Reads in this order: parsing targets (``Target``, ``parse_targets``) -> the fit 
 (``fit_projection``: self-normalised importance sampling with optional proposal log-weights,
 so a policy can be the proposal; scipy's L-BFGS-B on standardised features, lambda reported in
 each feature's own units) -> the checked plan of a set of targets on melodies' features
-(``plan_projection``: reachability, misses, effective sample size; one-line ``ValueError``s).
+(``plan_projection``: reachability, misses, effective sample size; one-line ``ValueError``s)
+-> the plan as the table ``rlmusic targets plan`` and a targets run print (``format_plan``).
 docs/targets.md has the derivation.
 """
 
@@ -184,6 +185,7 @@ class TargetPlan:
     kl_alone: list[float]  # floor (nats per melody) of this target alone
     n: int
     steps: int
+    prior_sds: list[float] | None = None  # each (linearised) feature's standard deviation under the prior
 
     @property
     def kl_floor_per_melody(self) -> float:
@@ -197,7 +199,8 @@ class TargetPlan:
         rows = [{"key": t.key, "op": t.op, "target": t.value, "linearised": t.ratio,
                  "prior_mean": self.prior_means[i], "lambda": float(self.projection.lam[i]),
                  "projected_mean": self.projected_means[i], "ess_alone": self.ess_alone[i],
-                 "kl_floor_per_step_alone": self.kl_alone[i] / self.steps}
+                 "kl_floor_per_step_alone": self.kl_alone[i] / self.steps,
+                 "prior_sd": None if self.prior_sds is None else self.prior_sds[i]}
                 for i, t in enumerate(self.targets)]
         return {"targets": rows, "n": self.n, "steps": self.steps, "ess": self.projection.ess,
                 "kl_floor_per_melody": self.kl_floor_per_melody, "kl_floor_per_step": self.kl_floor_per_step,
@@ -270,4 +273,62 @@ def plan_projection(
         targets=list(targets), projection=proj,
         prior_means=[figure(t.key, *parts[t.key], weights=proj.base) for t in targets],
         projected_means=figures, ess_alone=[a.ess for a in alone], kl_alone=[a.kl for a in alone],
-        n=n, steps=int(steps))
+        n=n, steps=int(steps), prior_sds=[float(v) for v in sd])
+
+
+def format_plan(plan: TargetPlan) -> str:
+    """The plan as a table: one row per target, then the effective sample size and the floor
+    (what ``rlmusic targets plan`` and a targets run of ``rlmusic tune`` print)."""
+    width = max(len("target"), *(len(t.key) for t in plan.targets))
+    lines = [f"{'target'.ljust(width)}  {'prior':>10}  {'bar':>12}  {'lambda':>11}  {'projected':>10}  "
+             f"{'ESS alone':>10}"]
+    for i, t in enumerate(plan.targets):
+        lines.append(f"{t.key.ljust(width)}  {plan.prior_means[i]:>10.5g}  {f'{t.op} {t.value:g}':>12}  "
+                     f"{plan.projection.lam[i]:>11.5g}  {plan.projected_means[i]:>10.5g}  "
+                     f"{plan.ess_alone[i]:>10,.0f}")
+    lines.append(f"effective sample size {plan.projection.ess:,.0f} of {plan.n:,} melodies "
+                 f"({plan.projection.ess / plan.n:.1%})")
+    lines.append(f"kl_floor_per_step {plan.kl_floor_per_step:.4f} nats ({plan.kl_floor_per_melody:.3f} nats per "
+                 f"melody of {plan.steps} steps)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a model's targets, met or missed
+
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def target_report(targets: Sequence[Target], parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
+    """Per target, on N melodies whose per-key (num, den) are ``parts``: the key's figure, the
+    95% interval of the mean of its (linearised) feature, ``mean +- 1.96 sd / sqrt(N)``, in the
+    figure's units (for a ratio key ``c + interval / mean(den)``: the linearised mean's interval
+    decides), and ``status``: ``met`` (the figure meets the bar; for "==": the bar lies in the
+    interval), ``within`` (it misses, but the bar lies in the interval: no significant miss) or
+    ``missed`` (the whole interval lies on the wrong side)."""
+    rows = []
+    for t in targets:
+        num, den = (np.asarray(a, dtype=np.float64) for a in parts[t.key])
+        phi = linearise(t.key, num, den, t.value)
+        n = len(phi)
+        mean = float(phi.mean())
+        half = Z95 * float(phi.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+        scale, shift = (float(den.mean()), t.value) if t.ratio else (1.0, 0.0)
+        scale = scale if scale > 0 else math.nan
+        lo, hi = shift + (mean - half) / scale, shift + (mean + half) / scale
+        value = figure(t.key, num, den)
+        inside = lo <= t.value <= hi
+        if t.op == "==":
+            status = "met" if inside else "missed"
+        else:
+            status = "met" if _miss(t.op, value, t.value) == 0.0 else "within" if inside else "missed"
+        rows.append({"key": t.key, "op": t.op, "target": t.value, "figure": value, "low": lo, "high": hi,
+                     "n": n, "status": status})
+    return rows
+
+
+def format_report(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per target: ``KEY >= X: met, figure (95% interval lo .. hi)``."""
+    words = {"met": "met", "within": "missed within the 95% interval", "missed": "missed"}
+    return "\n".join(f"{r['key']} {r['op']} {r['target']:g}: {words[r['status']]}, {r['figure']:.4g} "
+                     f"(95% interval {r['low']:.4g} .. {r['high']:.4g}, n={r['n']:,})" for r in rows)

@@ -1,0 +1,233 @@
+"""Training to the projection with PPO (issue 20, ``--method ppo``): the plan that starts a
+run with ``[targets]``, the end-of-melody reward ``lambda . phi(x)``, and lambda refitted online.
+
+With beta = 1, KL-regularised RL with the end-of-melody reward ``r(x) = lambda . phi(x)``
+maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
+``prior(x) exp(lambda . phi(x)) / Z``: for the projection's lambda, the projection itself
+(Korbak et al. 2022). So a targets run
+
+1. plans (``plan_for_config``): samples ``targets_plan_n`` prior melodies, fits the projection
+   (``rlmusic.tuning.targets.plan_projection``: lambda and the KL floor; an unreachable target is
+   refused before anything trains) and prints the table ``rlmusic targets plan`` prints;
+2. pays ``lambda . phi(x)`` at the end of each melody (``TargetReward``, an end-of-melody term
+   ``targets`` beside the env's others; phi: each target key's per-melody feature, a ratio key
+   linearised at its target, ``rlmusic.music.targets``) and the per-step KL with beta fixed at 1;
+3. refits lambda after each rollout by projected dual ascent on the rollout's feature means
+   (``dual_ascent``, ``TargetControl``): the dual's gradient at the policy is ``mean_i - bar_i``,
+   so ``lambda_i += targets_lr * (bar_i - mean_i) / var_i`` (var_i the prior's variance of the
+   feature: a Newton step of the dual at ``targets_lr = 1``), then clipped to lambda_i >= 0 for a
+   ">=" target and <= 0 for a "<=" target ("==" free). An unmet target pulls harder, a met
+   inequality relaxes toward 0 and never past it; once the policy is at the projection the
+   means sit at the bars and lambda stays. ``targets_lr = 0`` keeps the plan's lambda (the plain
+   Korbak et al. run). Like any integral controller it winds up while the policy lags.
+
+``TargetControl`` logs per rollout ``target/<KEY>`` (the key's figure on the rollout's melodies),
+``lambda/<KEY>`` (the lambda the rollout was paid with), ``kl_per_step`` (sampled, as
+``kl/per_step``) beside ``kl_floor_per_step`` (the plan's floor) and ``rollout/diversity``
+(the rollout's batch diversity, as the evaluation's ``diversity``). ``model_targets_report``
+says for a model tuned to targets whether its samples meet each (``rlmusic evaluate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from envs.rewards import FinalReward
+from rlmusic.music import originality
+from rlmusic.music.reward import TheoryConfig
+from rlmusic.music.targets import TARGETS, figure, linearise, target_parts
+from rlmusic.tuning.config import TuneConfig
+from rlmusic.tuning.rewards import novelty_corpus
+from rlmusic.tuning.targets import (
+    TargetPlan,
+    format_plan,
+    format_report,
+    parse_targets,
+    plan_projection,
+    target_report,
+)
+
+# --------------------------------------------------------------------------- the plan
+
+
+def feature_corpus(keys: Sequence[str], config: TuneConfig, prior_dir: str | Path, vocab):
+    """The n-gram index the targets' originality features measure against (the config's
+    ``eval_corpus``, else the prior's training corpus), or None when no target needs one."""
+    from rlmusic.corpus.index import corpus_index
+
+    if not any(TARGETS[k].needs == "corpus" for k in keys):
+        return None
+    name = novelty_corpus(config, Path(prior_dir))
+    return corpus_index(name, vocab=vocab) if name else None
+
+
+def music_key(config: TuneConfig) -> str:
+    """The key (``"C major"``) the targets' theory features are measured in: the ``[theory]`` table's."""
+    return TheoryConfig.from_dict(dict(config.theory)).key
+
+
+def plan_for_config(config: TuneConfig, prior, prior_dir: str | Path, n: int, seed: int = 0,
+                    min_ess: float = 100.0, progress: bool = False) -> TargetPlan:
+    """Sample ``n`` melodies of ``config.steps`` from ``prior`` (a ``MelodyLSTM`` loaded from
+    ``prior_dir``), compute the features of the config's targets and fit their projection
+    (one-line ``ValueError`` for a target the samples cannot reach)."""
+    from rlmusic.models.generate import sample_tokens
+
+    targets = parse_targets(config.targets)
+    if not targets:
+        raise ValueError("no targets: give a [targets] table of \"KEY\" = \">= X\"")
+    if n < 2:
+        raise ValueError(f"the plan needs >= 2 melodies, got {n}")
+    keys = [t.key for t in targets]
+    corpus = feature_corpus(keys, config, prior_dir, config.vocab)
+    tokens = sample_tokens(prior, n, config.steps, seed=seed, progress=progress)
+    parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key(config), corpus=corpus)
+    return plan_projection(targets, parts, steps=config.steps, min_ess=min_ess)
+
+
+# --------------------------------------------------------------------------- lambda online
+
+
+def dual_ascent(lam: np.ndarray, means: np.ndarray, bars: np.ndarray, ops: Sequence[str],
+                variances: np.ndarray, lr: float) -> np.ndarray:
+    """One projected step of the dual: ``lambda_i + lr (bar_i - mean_i) / var_i``, then
+    ``>= 0`` for a ">=" target, ``<= 0`` for a "<=" target (means and bars of the linearised
+    features; ``var_i`` > 0 sets the step's scale)."""
+    lam = np.asarray(lam, dtype=np.float64) + lr * (np.asarray(bars) - np.asarray(means)) / np.asarray(variances)
+    ge = np.array([op == ">=" for op in ops])
+    le = np.array([op == "<=" for op in ops])
+    return np.where(ge, np.maximum(lam, 0.0), np.where(le, np.minimum(lam, 0.0), lam))
+
+
+class TargetReward:
+    """The end-of-melody term ``targets = lambda . phi(x)`` of a targets run (a ``FinalReward``),
+    holding lambda (from the plan; ``step`` refits it) and the features of the melodies it paid
+    since ``take`` last collected them."""
+
+    def __init__(self, plan: TargetPlan, vocab, key: str, corpus=None, lr: float = 0.05):
+        self.plan, self.vocab, self.key, self.corpus, self.lr = plan, vocab, key, corpus, float(lr)
+        self.targets = plan.targets
+        self.keys = [t.key for t in self.targets]
+        self.lam = np.array(plan.projection.lam, dtype=np.float64)  # (K,) in the features' units
+        self.bars = np.array([t.bar for t in self.targets])
+        self.ops = [t.op for t in self.targets]
+        sd = np.asarray(plan.prior_sds, dtype=np.float64)
+        self.variances = np.where(sd > 0, sd, 1.0) ** 2
+        self._parts: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+        self._tokens: list[np.ndarray] = []
+
+    def features(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """(N, K) linearised features from per-key (num, den)."""
+        return np.stack([linearise(t.key, *parts[t.key], t.value) for t in self.targets], axis=1)
+
+    def __call__(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
+        tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+        parts = target_parts(self.keys, tokens, vocab=self.vocab, key=self.key, corpus=self.corpus)
+        self._parts.append(parts)
+        self._tokens.append(tokens.copy())
+        return {"targets": self.features(parts) @ self.lam}
+
+    def take(self) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray] | None:
+        """The (num, den) per key and the tokens of every melody paid since the last call
+        (None when none was), and forget them."""
+        if not self._parts:
+            return None
+        parts = {k: (np.concatenate([p[k][0] for p in self._parts]), np.concatenate([p[k][1] for p in self._parts]))
+                 for k in self.keys}
+        tokens = np.concatenate(self._tokens)
+        self._parts, self._tokens = [], []
+        return parts, tokens
+
+    def step(self, means: np.ndarray) -> np.ndarray:
+        """Refit lambda from the linearised features' means (K,) of a rollout."""
+        self.lam = dual_ascent(self.lam, means, self.bars, self.ops, self.variances, self.lr)
+        return self.lam
+
+
+def with_targets(final: FinalReward, reward: TargetReward) -> FinalReward:
+    """``final``'s end-of-melody terms with the ``targets`` term added."""
+
+    def combined(tokens: np.ndarray) -> dict[str, np.ndarray]:
+        return {**final(tokens), **reward(tokens)}
+
+    return combined
+
+
+def start_targets(run: Any, progress: bool = True) -> TargetReward:
+    """Plan a ``TuneRun``'s targets on ``targets_plan_n`` prior melodies (seeded by the config's
+    seed), print the plan, and return the reward that trains toward it."""
+    c = run.config
+    print(f"tune: planning the targets on {c.targets_plan_n:,} melodies of {c.steps} steps sampled from the prior "
+          f"(seed {c.seed})", flush=True)
+    plan = plan_for_config(c, run.prior, run.prior_dir, c.targets_plan_n, seed=c.seed, min_ess=c.targets_min_ess,
+                           progress=progress)
+    print(format_plan(plan), flush=True)
+    corpus = feature_corpus(plan_keys(plan), c, run.prior_dir, run.prior.vocab)
+    return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr)
+
+
+def plan_keys(plan: TargetPlan) -> list[str]:
+    return [t.key for t in plan.targets]
+
+
+class TargetControl(BaseCallback):
+    """After each rollout: logs every target's figure on the rollout's melodies and its lambda,
+    the sampled KL per step beside the floor and the batch diversity; then refits lambda."""
+
+    def __init__(self, reward: TargetReward, kl_control: Any):
+        super().__init__()
+        self.reward, self.kl_control = reward, kl_control  # kl_control: the run's KLControl (its KL)
+        self.last: dict[str, float] = {}
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        taken = self.reward.take()
+        if taken is None:
+            return
+        parts, tokens = taken
+        means = self.reward.features(parts).mean(axis=0)  # (K,) the linearised features' means
+        rec = self.logger.record
+        last: dict[str, float] = {}
+        for i, t in enumerate(self.reward.targets):
+            last[f"target/{t.key}"] = figure(t.key, *parts[t.key])
+            last[f"lambda/{t.key}"] = float(self.reward.lam[i])  # what this rollout was paid with
+        last["kl_floor_per_step"] = self.reward.plan.kl_floor_per_step
+        if "kl" in self.kl_control.last:
+            last["kl_per_step"] = float(self.kl_control.last["kl"])
+        last["rollout/diversity"] = float(originality.batch_diversity(tokens, self.reward.vocab))
+        for name, value in last.items():
+            rec(name, value)
+        self.last = last
+        self.reward.step(means)
+
+
+# --------------------------------------------------------------------------- a tuned model's targets
+
+
+def model_targets_report(model_dir: str | Path, tokens: np.ndarray, prior_dir: str | Path | None = None) -> str | None:
+    """For a model tuned to targets (its provenance holds the tune config's ``[targets]``):
+    each target met or missed on ``tokens`` (its samples) with its 95% interval
+    (``rlmusic.tuning.targets.target_report``); None for any other model."""
+    from rlmusic.models.checkpoint import load_provenance, model_path, reference_prior_dir
+
+    source = model_path(model_dir)
+    stored = (load_provenance(source).extra or {}).get("tune_config") or {}
+    targets = parse_targets(stored.get("targets"))
+    if not targets:
+        return None
+    config = TuneConfig.from_dict(stored)
+    keys = [t.key for t in targets]
+    reference = model_path(prior_dir) if prior_dir is not None else reference_prior_dir(source)
+    corpus = feature_corpus(keys, config, reference, config.vocab)
+    tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+    parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key(config), corpus=corpus)
+    head = f"targets of the tuned model ({len(tokens):,} melodies of {tokens.shape[1]} steps"
+    head += f"; it was tuned on {config.steps} steps)" if tokens.shape[1] != config.steps else ")"
+    return head + ":\n" + format_report(target_report(targets, parts))

@@ -1,0 +1,173 @@
+"""Training to the projection with PPO (rlmusic.tuning.target_training): lambda's dual ascent,
+the end-of-melody reward lambda . phi, and a tiny `rlmusic tune` run to one target with what it
+logs, records, prints, and what `rlmusic evaluate` says of the tuned model."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+from conftest import TINY_TUNE_TOML
+from seeding import seed
+
+from rlmusic.cli.main import main
+from rlmusic.models.checkpoint import load_provenance
+from rlmusic.music.representation import DEFAULT_VOCAB
+from rlmusic.music.targets import target_parts
+from rlmusic.tuning.config import TuneConfig
+from rlmusic.tuning.curves import read_csv
+from rlmusic.tuning.run import TuneRun
+from rlmusic.tuning.target_training import TargetReward, dual_ascent
+from rlmusic.tuning.targets import parse_targets, plan_projection
+
+KEY = "notes_per_melody"  # a tiny random prior sounds ~15.2 onsets in 16 steps; fewer is one tilt of every step
+TARGET = "<= 14"
+TOML = """
+steps = 16
+n_envs = 16
+n_steps = 16
+batch_size = 64
+n_epochs = 4
+learning_rate = 1e-2
+eval_every = 0
+eval_melodies = 256
+checkpoint_every = 0
+eval_corpus = ""
+timesteps = 4096
+targets_plan_n = 2000
+"""
+
+
+# --------------------------------------------------------------------------- lambda's update
+
+
+def test_dual_ascent_pulls_an_unmet_target_and_relaxes_a_met_one_to_zero():
+    ops = [">=", ">=", "<=", "<=", "=="]
+    bars = np.array([0.5, 0.5, 0.0, 0.0, 2.0])
+    means = np.array([0.3, 0.9, 0.1, -0.5, 2.5])  # unmet, met, unmet, met, above its "=="
+    lam = np.array([1.0, 0.1, -1.0, -0.1, 0.3])
+    new = dual_ascent(lam, means, bars, ops, variances=np.array([0.25, 0.25, 1.0, 1.0, 4.0]), lr=0.5)
+    assert new[0] == pytest.approx(1.0 + 0.5 * 0.2 / 0.25)  # unmet ">=": pulls harder, a Newton-scaled step
+    assert new[1] == 0.0  # met ">=": relaxes toward 0 and stops there
+    assert new[2] == pytest.approx(-1.0 - 0.5 * 0.1)  # unmet "<=": more negative
+    assert new[3] == 0.0  # met "<=": back to 0, never positive
+    assert new[4] == pytest.approx(0.3 - 0.5 * 0.5 / 4.0)  # "==": free, either sign
+    half = dual_ascent(np.array([0.5]), np.array([0.6]), np.array([0.5]), [">="], np.array([1.0]), lr=1.0)
+    assert half[0] == pytest.approx(0.4) and half[0] > 0  # a met target decays while lambda is above 0
+    assert dual_ascent(lam, means, bars, ops, np.ones(5), lr=0.0).tolist() == lam.tolist()
+
+
+def test_target_reward_pays_lambda_phi_and_hands_over_the_moments():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, DEFAULT_VOCAB.size, size=(400, 16))
+    targets = parse_targets({KEY: TARGET, "rl_tuner/leaps_resolved": ">= 0.5"})
+    parts = target_parts([t.key for t in targets], tokens)
+    plan = plan_projection(targets, parts, steps=16, min_ess=5)
+    reward = TargetReward(plan, DEFAULT_VOCAB, "C major", lr=0.1)
+    paid = reward(tokens[:8])["targets"]
+    num, den = parts["rl_tuner/leaps_resolved"]
+    phi = np.stack([parts[KEY][0][:8], num[:8] - 0.5 * den[:8]], axis=1)
+    assert paid == pytest.approx(phi @ plan.projection.lam)  # a ratio key linearised at its target
+    reward(tokens[8:12])
+    taken, melodies = reward.take()
+    assert melodies.shape == (12, 16) and taken[KEY][0] == pytest.approx(parts[KEY][0][:12])
+    assert reward.take() is None  # handed over once
+    before = reward.lam.copy()
+    reward.step(np.array([plan.prior_means[0], 0.0]))  # the prior's onsets: above the "<=" bar
+    assert reward.lam[0] < before[0] <= 0
+
+
+def test_a_targets_config_fixes_beta_at_one_and_warns_of_weighted_rewards():
+    config = TuneConfig(targets={KEY: TARGET})
+    assert config.effective_beta == 1.0 and config.effective_theory_weight == 0.0
+    assert TuneConfig().effective_beta == 0.1 and TuneConfig().effective_theory_weight == 1.0
+    with pytest.raises(ValueError, match="beta=0.5: a run with \\[targets\\] fixes beta at 1"):
+        config.replace(beta=0.5).validate()
+    with pytest.raises(ValueError, match="target_kl_per_step=0.3: a run with \\[targets\\] fixes beta at 1"):
+        config.replace(target_kl_per_step=0.3).validate()
+    config.replace(beta=1.0).validate()
+    with pytest.warns(UserWarning, match="theory_weight, structure_weight.*no longer the projection"):
+        config.replace(theory_weight=0.5, structure_weight=1.0).validate()
+
+
+# --------------------------------------------------------------------------- a tiny run to one target
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_prior, tmp_path_factory):
+    """`rlmusic tune` of the tiny prior to ``notes_per_melody <= 14`` (4,096 env steps, 16
+    melodies a rollout): its folder and what it printed (the plan)."""
+    folder = tmp_path_factory.mktemp("targets")
+    config = folder / "t.toml"
+    config.write_text(TOML + f"seed = {seed(0)}\n[targets]\n{KEY} = \"{TARGET}\"\n")
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["tune", "--prior", str(tiny_prior), "--config", str(config), "--out", str(folder / "run"),
+                     "--device", "cpu", "--threads", "1", "--no-progress"]) == 0
+    return folder / "run", printed.getvalue()
+
+
+def test_tune_prints_the_plan_and_records_the_floor(tuned):
+    out, printed = tuned
+    assert "planning the targets on 2,000 melodies" in printed
+    row = next(line for line in printed.splitlines() if line.startswith(KEY))
+    assert TARGET in row and "kl_floor_per_step" in printed and "effective sample size" in printed
+    plan = json.loads((out / "tune_config.json").read_text())["targets_plan"]
+    floor = plan["kl_floor_per_step"]
+    assert plan["targets"][0]["key"] == KEY and plan["targets"][0]["lambda"] < 0 and floor > 0
+    extra = load_provenance(out).extra
+    assert extra["targets"]["method"] == "ppo" and extra["targets"]["plan"]["kl_floor_per_step"] == floor
+    assert load_provenance(out).metrics["kl_floor_per_step"] == floor
+    assert f"floor {floor:.3f}" in printed.splitlines()[-1]
+    rows = [r for r in read_csv(out / "metrics.csv") if f"target/{KEY}" in r]
+    assert len(rows) == 16  # one a rollout
+    for name in (f"target/{KEY}", f"lambda/{KEY}", "kl_per_step", "kl_floor_per_step", "rollout/diversity",
+                 "reward/targets", "kl/per_step"):
+        assert all(name in r for r in rows), name
+    assert rows[0][f"lambda/{KEY}"] == pytest.approx(plan["targets"][0]["lambda"])  # starts from the plan
+    assert all(r["kl_floor_per_step"] == pytest.approx(floor) for r in rows)
+    assert all(r[f"lambda/{KEY}"] <= 0 for r in rows)  # a "<=" target's lambda never turns positive
+    assert "reward/theory" in rows[0] and rows[0]["reward/theory"] == 0  # the weighted theory reward is off
+
+
+@pytest.mark.statistical
+def test_a_tiny_run_moves_its_moment_toward_the_target(tuned, record_property):
+    """The tiny prior's onsets per melody (16 steps) fall toward the bar of 14 in 4,096 env steps.
+    The evaluation (256 melodies, the same seed at the start and the end) measures the prior and
+    the tuned model; seeds 0..4 (scripts/test_seeds.sh 5) moved -0.67, -0.67, -0.92, -1.17, -1.09
+    onsets (from 15.14..15.28): asserted, a drop of at least 0.3, under half of the smallest."""
+    out, _ = tuned
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    start, end = evals[0][KEY], evals[-1][KEY]
+    record_property("onsets_start", f"{start:.3f}")
+    record_property("onsets_end", f"{end:.3f}")
+    assert end - start <= -0.3, (start, end)
+
+
+def test_evaluate_says_whether_the_tuned_model_meets_its_target(tuned, capsys):
+    out, _ = tuned
+    assert main(["evaluate", "--model", str(out), "-n", "200", "--steps", "16", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if line.startswith(f"{KEY} {TARGET}: "))
+    assert ("met" in line or "missed" in line) and "95% interval" in line and "n=200" in line
+    assert "targets of the tuned model (200 melodies of 16 steps)" in printed
+
+
+def test_a_resumed_targets_run_goes_on_from_its_lambda(tiny_prior, tmp_path):
+    config = TuneConfig.from_dict({**tomllib.loads(TINY_TUNE_TOML), "targets": {KEY: TARGET},
+                                   "targets_plan_n": 500, "targets_min_ess": 5, "targets_lr": 0.5,
+                                   "eval_every": 0, "checkpoint_every": 128, "timesteps": 384})
+    run = TuneRun(config, tmp_path / "run", tiny_prior, device="cpu", progress=False)
+    assert run.train(progress=False, stop_after_checkpoints=1) is None
+    saved = json.loads(sorted((tmp_path / "run" / "checkpoints").glob("*.json"))[-1].read_text())["lambda"]
+    assert saved != run.plan.projection.lam.tolist()  # refitted twice before the checkpoint
+    again = TuneRun(config, tmp_path / "run", tiny_prior, device="cpu", resume=True, progress=False)
+    assert again.train(progress=False) is not None
+    first = [r for r in read_csv(tmp_path / "run" / "metrics.csv") if f"lambda/{KEY}" in r]
+    resumed = next(r for r in first if r["timesteps"] == 192)  # the first rollout after the checkpoint
+    assert resumed[f"lambda/{KEY}"] == pytest.approx(saved[0])
