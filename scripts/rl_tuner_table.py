@@ -57,7 +57,8 @@ def main() -> None:
     for key, bar, direction in BAR:
         percent = key != "kl_per_step"
         shown = f"{direction}{bar:.2%}" if percent else f"{direction}{bar}"
-        cells = [f"{stats[n][key].format(percent)} ({stats[n][key].cleared(bar, direction)}/{len(tables[n])})"
+        digits = 5 if percent and bar < 0.01 else 3  # a bar of 0.01% needs 0.001%
+        cells = [f"{stats[n][key].format(percent, digits)} ({stats[n][key].cleared(bar, direction)}/{len(tables[n])})"
                  for n in names]
         print(f"{key:38s} {shown:>9s} " + "  ".join(f"{c:>30s}" for c in cells))
     for n in names[1:]:
