@@ -60,7 +60,8 @@ def tune(model: MelodyLSTM, config: TuneConfig, out: str | Path, *, reward_model
     """Fine-tune ``model`` with PPO under ``config`` into the folder ``out`` and return the
     tuned model (loaded from ``out``). A prior is tuned against itself; a tuned model
     keeps its own reference prior for the KL. ``reward_model``: a directory of
-    ``rlmusic reward fit`` (loaded behind its guard) or an object with ``score``."""
+    ``rlmusic reward fit`` (loaded behind its guard) or an object with ``score``. A config
+    with ``method = "dpg"`` trains a prior to its targets by distributional policy gradient."""
     from rlmusic.models.checkpoint import read_model_meta, reference_prior_dir
     from rlmusic.tuning.run import tune as run
 

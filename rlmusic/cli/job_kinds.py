@@ -128,7 +128,7 @@ def run_job(job: dict[str, Any], recorder, device: str) -> dict[str, Any] | None
     again = job["attempts"] > 1
     if kind == "tune":
         tune = command("tune")
-        from rlmusic.tuning.run import stored_run
+        from rlmusic.tuning.checkpoints import stored_run
 
         if again and stored_run(out) is not None:
             argv.append("--resume")

@@ -10,7 +10,9 @@ A config with a ``[targets]`` table trains to their projection (docs/targets.md)
 first samples ``targets_plan_n`` prior melodies and prints the plan that ``rlmusic targets
 plan`` prints (lambda per target, the KL floor), then pays ``lambda . phi`` at the end of each
 melody with beta fixed at 1 and refits lambda after each rollout (``target/<KEY>``,
-``lambda/<KEY>``, ``kl_floor_per_step`` in ``metrics.csv``).
+``lambda/<KEY>``, ``kl_floor_per_step`` in ``metrics.csv``). ``--method dpg`` (or ``method = "dpg"``)
+trains to it by distributional policy gradient instead (``rlmusic.tuning.dpg``; a config
+without targets is refused in one line).
 
 Every run records itself in the jobs table (status, progress, metrics, output folder:
 ``rlmusic jobs show ID``, the app's Jobs page), and ``rlmusic jobs cancel ID`` stops it
@@ -30,9 +32,11 @@ from rlmusic.jobs.record import command_recorder
 from rlmusic.models.checkpoint import load_provenance
 from rlmusic.tuning.checkpoints import read_evals, stored_run
 from rlmusic.tuning.config import TuneConfig, preset_names, read_table
+from rlmusic.tuning.dpg_run import DPGRun
 from rlmusic.tuning.run import TuneRun
 
-OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"))
+OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"),
+             ("method", "method"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, help="melodies generated in parallel (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed of torch, numpy and SB3 (overrides the config)")
     parser.add_argument("--reward-model", help="reward model directory (rlmusic reward fit) to tune against")
-    parser.add_argument("--method", choices=("ppo",), default="ppo",
-                        help="how a config with [targets] trains to their projection: ppo (RecurrentPPO, reward "
-                             "lambda . phi, beta 1, lambda refitted online; the only method so far)")
+    parser.add_argument("--method", choices=("ppo", "dpg"),
+                        help="how a config with [targets] trains to their projection (overrides the config's "
+                             "method, default ppo): ppo (RecurrentPPO, reward lambda . phi, beta 1, lambda refitted "
+                             "online) or dpg (distributional policy gradient on the proposal's samples weighted by "
+                             "P/q, GDC++'s baseline; dpg_* config keys)")
     add_device(parser)
     add_threads(parser)
     parser.add_argument("--resume", action="store_true",
@@ -128,7 +134,7 @@ def refuse_if_queued(out: Path) -> None:
             f"(cp -r {out} {out}-more) and extend the copy")
 
 
-def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
+def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun | DPGRun:
     """The run ``args`` ask for, built and checked (prior, reward model, resume) but not
     started: a mistake raises here, before anything is recorded or trained."""
     apply_threads(args)
@@ -140,12 +146,18 @@ def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun:
         reward_dir = stored["reward_model"]
     if replaces_a_model(Path(args.out), config, args):
         refuse_if_queued(Path(args.out))
+    if config.method == "dpg":
+        if reward_dir:
+            raise ValueError("--method dpg trains to the projection of the [targets] alone: a reward model has no "
+                             "place in it (use --method ppo)")
+        return DPGRun(config, args.out, args.prior, device=args.device, resume=args.resume, force=args.force,
+                      progress=not args.no_progress)
     reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
     return TuneRun(config, args.out, args.prior, reward_model=reward_model, reward_model_dir=reward_dir,
                    device=args.device, resume=args.resume, force=args.force, progress=not args.no_progress)
 
 
-def train(run: TuneRun, args: argparse.Namespace, recorder) -> Path | None:
+def train(run: TuneRun | DPGRun, args: argparse.Namespace, recorder) -> Path | None:
     """Train ``run``, reporting to ``recorder`` (a ``rlmusic.jobs.record`` recorder:
     progress and metrics after every update; a cancel stops the run at the next rollout
     with a checkpoint). Returns the tuned model's folder, or None when stopped."""

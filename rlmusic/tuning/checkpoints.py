@@ -2,8 +2,8 @@
 leaves a state ``--resume`` continues from.
 
 ``OUT/tune_config.json`` (the run's config and references), ``OUT/checkpoints/step_N.zip``
-(SB3: policy and optimizer) with ``step_N.json`` (timesteps, beta; written last, so it marks
-a complete checkpoint), ``OUT/eval.jsonl`` (one evaluation a line), and the finished model
+(SB3: policy and optimizer; a dpg run's ``step_N.pt``, ``rlmusic.tuning.dpg_run``) with
+``step_N.json`` (timesteps, beta; written last, so it marks a complete checkpoint), ``OUT/eval.jsonl`` (one evaluation a line), and the finished model
 (``config.json`` + ``model.safetensors``, ``rlmusic.models.checkpoint``). Every file is
 written through ``rlmusic.fileio`` (temporary file, fsync, rename; lines appended whole),
 so each is either its old or its whole new self; a torn last line of ``eval.jsonl`` is
@@ -29,6 +29,7 @@ CHECKPOINTS = "checkpoints"
 EVAL_FILE = "eval.jsonl"
 PREVIOUS = "previous"  # OUT/previous/step_N/: a finished model kept before an extension
 KEEP_CHECKPOINTS = 2  # the newest complete checkpoints kept
+EXTENDABLE = ("timesteps",)  # config keys a resumed run may change (to extend it)
 
 
 def stored_run(out: str | Path) -> dict[str, Any] | None:
@@ -42,6 +43,27 @@ def stored_run(out: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} is damaged (not valid JSON: {exc})") from None
 
 
+def check_run_folder(out: Path, config: Any, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Whether a run of ``config`` (a ``TuneConfig``) may start in ``out``: on ``resume`` the
+    stored run (returned) must have the same config but for ``EXTENDABLE``; else ``out`` must
+    hold no run unless ``force``. ``ValueError`` / ``FileNotFoundError`` say what to do."""
+    from rlmusic.tuning.config import TuneConfig
+
+    stored = stored_run(out)
+    if resume and stored is not None:
+        previous = TuneConfig.from_dict(stored["config"])
+        diff = sorted(k for k, v in config.resolved().items() if previous.resolved()[k] != v)
+        if set(diff) - set(EXTENDABLE):
+            raise ValueError(f"--resume: the config differs from the run in {out} in {diff}; "
+                             f"only {list(EXTENDABLE)} may change")
+        return stored
+    if resume:
+        raise FileNotFoundError(f"--resume: no tuning run in {out} (no {CONFIG_NAME})")
+    if not force and (stored is not None or (out / CHECKPOINTS).is_dir()):
+        raise ValueError(f"{out} already holds a tuning run; use --resume to continue it or --force to restart")
+    return None
+
+
 def write_run_config(out: Path, data: dict[str, Any]) -> None:
     write_json(out / CONFIG_NAME, data)
 
@@ -51,25 +73,25 @@ def clean_run_folder(out: Path) -> list[Path]:
     return remove_stale_temps(out) + remove_stale_temps(out / CHECKPOINTS)
 
 
-def save_checkpoint(out: Path, model: Any, meta: dict[str, Any]) -> Path:
-    """SB3 ``.zip`` of ``model`` then ``.json`` of ``meta`` (``num_timesteps`` names it);
-    keeps the newest ``KEEP_CHECKPOINTS``."""
+def save_checkpoint(out: Path, model: Any, meta: dict[str, Any], suffix: str = ".zip") -> Path:
+    """``model.save(file)`` (SB3: a ``.zip``) then ``.json`` of ``meta`` (``num_timesteps``
+    names it); keeps the newest ``KEEP_CHECKPOINTS``."""
     folder = out / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"step_{int(meta['num_timesteps']):010d}"
-    write_atomic(stem.with_suffix(".zip"), lambda f: model.save(f))
+    write_atomic(stem.with_suffix(suffix), lambda f: model.save(f))
     write_json(stem.with_suffix(".json"), meta, indent=None)  # written last: marks it complete
     for old in sorted(folder.glob("step_*.json"))[:-KEEP_CHECKPOINTS]:
         old.unlink()
-        old.with_suffix(".zip").unlink(missing_ok=True)
-    return stem.with_suffix(".zip")
+        old.with_suffix(suffix).unlink(missing_ok=True)
+    return stem.with_suffix(suffix)
 
 
-def latest_checkpoint(out: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest complete checkpoint (its ``.zip`` and the ``.json`` beside it), or None."""
+def latest_checkpoint(out: Path, suffix: str = ".zip") -> tuple[Path, dict[str, Any]] | None:
+    """The newest complete checkpoint (its ``suffix`` file and the ``.json`` beside it), or None."""
     folder = out / CHECKPOINTS
     for meta_path in sorted(folder.glob("step_*.json"), reverse=True) if folder.is_dir() else []:
-        zip_path = meta_path.with_suffix(".zip")
+        zip_path = meta_path.with_suffix(suffix)
         try:
             meta = json.loads(meta_path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError):

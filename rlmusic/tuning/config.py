@@ -25,6 +25,7 @@ WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversi
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TABLES = ("theory", "guard", "rl_tuner", "critic", "targets")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
+METHODS = ("ppo", "dpg")  # how a targets run trains to the projection (the method key)
 
 
 def preset_names() -> list[str]:
@@ -76,6 +77,11 @@ class TuneConfig:
     targets_plan_n: int = 20_000  # prior melodies sampled for the plan that starts a targets run (lambda, the KL floor), as `rlmusic targets plan -n`
     targets_min_ess: float = 100.0  # the plan refuses a projection whose effective sample size is below this
     targets_lr: float = 0.05  # dual ascent of lambda after each rollout, in Newton steps: lambda_i += lr (bar_i - mean_i) / var_i (var_i: the prior's); 0 keeps the plan's lambda
+    method: str = "ppo"  # how a targets run trains to the projection: "ppo" (RecurrentPPO, reward lambda . phi, beta 1) or "dpg" (distributional policy gradient, rlmusic.tuning.dpg; needs [targets])
+    dpg_batch: int = 256  # dpg: melodies sampled from the proposal per gradient step (a step is dpg_batch * steps env steps of timesteps)
+    dpg_learning_rate: float = 1e-4  # dpg: Adam step size of the policy (gradients clipped at max_grad_norm)
+    dpg_proposal_every: int = 8  # dpg: gradient steps between proposal checks (the proposal becomes the policy when its estimated KL(P || pi) is lower; lambda refitted then)
+    dpg_refit_lambda: bool = True  # dpg: at each proposal check refit lambda on the last targets_plan_n sampled melodies (importance-weighted), kept when its effective sample size beats the current fit's
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
@@ -128,8 +134,9 @@ class TuneConfig:
 
     @property
     def total_timesteps(self) -> int:
-        """``timesteps`` rounded up to whole rollouts (SB3 always finishes a rollout)."""
-        per = self.rollout_steps * self.n_envs
+        """``timesteps`` rounded up to whole rollouts (SB3 always finishes a rollout; a dpg
+        run: to whole gradient steps of ``dpg_batch`` melodies)."""
+        per = self.dpg_batch * self.steps if self.method == "dpg" else self.rollout_steps * self.n_envs
         return per * max(1, math.ceil(self.timesteps / per))
 
     # -- checks
@@ -139,9 +146,10 @@ class TuneConfig:
             value = getattr(self, f.name)
             if f.name in TABLES:
                 continue
-            if f.name in ("eval_corpus", "theory_rules"):
+            if f.name in ("eval_corpus", "theory_rules", "method"):
                 if value is not None and not isinstance(value, str):
-                    what = "a corpus name or 'none'" if f.name == "eval_corpus" else f"one of {list(THEORY_RULES)}"
+                    what = ("a corpus name or 'none'" if f.name == "eval_corpus" else
+                            f"one of {list(THEORY_RULES if f.name == 'theory_rules' else METHODS)}")
                     raise ValueError(f"{f.name} must be {what}, got {value!r}")
                 continue
             if value is None and f.default is None:
@@ -157,7 +165,8 @@ class TuneConfig:
             if isinstance(f.default, int) and not isinstance(f.default, bool) and not float(value).is_integer():
                 raise ValueError(f"{f.name} must be a whole number, got {value!r}")
         self.vocab  # noqa: B018 - raises on a bad pitch range
-        positive = ("steps", "timesteps", "n_envs", "batch_size", "n_epochs", "eval_melodies", "kl_horizon")
+        positive = ("steps", "timesteps", "n_envs", "batch_size", "n_epochs", "eval_melodies", "kl_horizon",
+                    "dpg_batch", "dpg_proposal_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -177,7 +186,7 @@ class TuneConfig:
                 f"batch_size={self.batch_size} exceeds the rollout size "
                 f"n_steps*n_envs={self.rollout_steps * self.n_envs}"
             )
-        for name in ("learning_rate", "clip_range", "max_grad_norm"):
+        for name in ("learning_rate", "clip_range", "max_grad_norm", "dpg_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
@@ -186,8 +195,13 @@ class TuneConfig:
             raise ValueError(f"target_kl_per_step must be > 0 or unset, got {self.target_kl_per_step}")
         if self.target_kl_per_step is not None and self.effective_beta == 0:
             raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         if parse_targets(self.targets):  # unknown keys and bad bars raise, naming them
             self._check_targets_run()
+        elif self.method == "dpg":
+            raise ValueError("method dpg trains to the projection of a [targets] table, and this config has none: "
+                             "add one (e.g. --preset rl-tuner-targets) or use --method ppo")
         if self.theory_rules not in THEORY_RULES:
             raise ValueError(f"theory_rules must be one of {list(THEORY_RULES)}, got {self.theory_rules!r}")
         if self.gamma < 0.99:
@@ -207,6 +221,9 @@ class TuneConfig:
             raise ValueError(f"targets_plan_n must be >= 2 melodies, got {self.targets_plan_n}")
         weighted = [name for name in WEIGHT_FIELDS + ("style_weight",)
                     if name != "human_weight" and getattr(self, name)]
+        if weighted and self.method == "dpg":
+            raise ValueError(f"method dpg trains to the projection alone; it pays no weighted rewards: unset "
+                             f"{', '.join(weighted)} (or use --method ppo)")
         if weighted:
             warnings.warn(f"a run with [targets] pays lambda . phi and the KL; the weighted rewards the config sets "
                           f"({', '.join(weighted)}) are added on top, so its optimum is no longer the projection",

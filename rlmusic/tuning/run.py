@@ -26,6 +26,8 @@ in ``previous/``), ``critic.pt`` (the style critic). Every file is written crash
 A config with ``[targets]`` trains to their projection instead (``rlmusic.tuning.target_training``):
 beta fixed at 1, ``lambda . phi(x)`` paid at the end of each melody, lambda refitted after each
 rollout; the plan goes into ``tune_config.json`` and the provenance, lambda into checkpoints.
+``method = "dpg"`` trains to it by distributional policy gradient instead
+(``rlmusic.tuning.dpg_run.DPGRun``; ``tune`` dispatches).
 """
 
 from __future__ import annotations
@@ -58,26 +60,22 @@ from rlmusic.models.lstm import MelodyLSTM
 from rlmusic.runtime import command_line, git_commit, now_iso, resolve_device, seed_everything
 from rlmusic.tuning.callbacks import KLControl, KLController, RunBookkeeping, stop_on_ctrl_c
 from rlmusic.tuning.checkpoints import (
-    CHECKPOINTS,
     append_eval,
+    check_run_folder,
     clean_run_folder,
     keep_previous_model,
     latest_checkpoint,
     save_checkpoint,
-    stored_run,
     truncate_evals,
     write_run_config,
 )
-from rlmusic.tuning.config import CONFIG_NAME, TuneConfig
+from rlmusic.tuning.config import TuneConfig
 from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 from rlmusic.tuning.target_training import TargetControl, TargetReward, start_targets, with_targets
 from rlmusic.tuning.targets import TargetPlan
-
-EXTENDABLE = ("timesteps",)  # config keys a resumed run may change (to extend it)
-
 
 # --------------------------------------------------------------------------- evaluation
 
@@ -156,23 +154,17 @@ class TuneRun:
         self.reward_model, self.reward_model_dir = reward_model, reward_model_dir
         self.init_model_dir = Path(init_model) if init_model is not None else None
         self.resume, self.device = resume, resolve_device(device)
-        stored = stored_run(self.out)
-        if resume and stored is not None:
-            previous = TuneConfig.from_dict(stored["config"])
-            diff = sorted(k for k, v in config.resolved().items() if previous.resolved()[k] != v)
-            if set(diff) - set(EXTENDABLE):
-                raise ValueError(f"--resume: the config differs from the run in {self.out} in {diff}; "
-                                 f"only {list(EXTENDABLE)} may change")
+        if config.method != "ppo":
+            raise ValueError(f"TuneRun trains with PPO, and the config says method = {config.method!r}: "
+                             "rlmusic.tuning.dpg_run.DPGRun runs it (rlmusic tune --method dpg)")
+        stored = check_run_folder(self.out, config, resume, force)
+        if stored is not None:
             self.prior_dir = Path(stored["prior"])
             self.reward_model_dir = stored.get("reward_model")
             self.init_model_dir = Path(stored["init_model"]) if stored.get("init_model") else None
             if self.reward_model_dir is not None and reward_model is None:
                 raise ValueError(f"the run in {self.out} was tuned against the reward model "
                                  f"{self.reward_model_dir}; pass it to resume")
-        elif resume:
-            raise FileNotFoundError(f"--resume: no tuning run in {self.out} (no {CONFIG_NAME})")
-        elif not force and (stored is not None or (self.out / CHECKPOINTS).is_dir()):
-            raise ValueError(f"{self.out} already holds a tuning run; use --resume to continue it or --force to restart")
         if reward_model is not None and not hasattr(reward_model, "score"):
             raise ValueError(f"reward_model must have a score(tokens) method, got {type(reward_model).__name__}")
         config.validate()
@@ -367,7 +359,17 @@ def tune(
     stop_after_checkpoints: int | None = None,
     monitor: Any = None,
 ) -> Path | None:
-    """Tune ``prior_dir`` (default: the shipped prior) into ``out``; see ``TuneRun``."""
+    """Tune ``prior_dir`` (default: the shipped prior) into ``out``; see ``TuneRun`` (a config
+    with ``method = "dpg"``: ``rlmusic.tuning.dpg_run.DPGRun``)."""
+    if config.method == "dpg":
+        from rlmusic.tuning.dpg_run import DPGRun
+
+        if reward_model is not None or init_model is not None:
+            raise ValueError("method dpg trains the prior to the projection of the [targets] alone: no reward model, "
+                             "no init model (use method ppo)")
+        dpg = DPGRun(config, out, prior_dir, device=device, resume=resume, force=force, monitor=monitor,
+                     progress=progress)
+        return dpg.train(progress=progress, stop_after_checkpoints=stop_after_checkpoints)
     run = TuneRun(config, out, prior_dir, reward_model=reward_model, reward_model_dir=reward_model_dir,
                   init_model=init_model, device=device, resume=resume, force=force, monitor=monitor,
                   progress=progress)

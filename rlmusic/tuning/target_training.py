@@ -76,6 +76,12 @@ def plan_for_config(config: TuneConfig, prior, prior_dir: str | Path, n: int, se
     """Sample ``n`` melodies of ``config.steps`` from ``prior`` (a ``MelodyLSTM`` loaded from
     ``prior_dir``), compute the features of the config's targets and fit their projection
     (one-line ``ValueError`` for a target the samples cannot reach)."""
+    return sample_plan(config, prior, prior_dir, n, seed, min_ess, progress)[0]
+
+
+def sample_plan(config: TuneConfig, prior, prior_dir: str | Path, n: int, seed: int = 0, min_ess: float = 100.0,
+                progress: bool = False) -> tuple[TargetPlan, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """``plan_for_config``'s plan with the samples it rests on: per key (num, den) and the tokens (n, steps)."""
     from rlmusic.models.generate import sample_tokens
 
     targets = parse_targets(config.targets)
@@ -87,7 +93,7 @@ def plan_for_config(config: TuneConfig, prior, prior_dir: str | Path, n: int, se
     corpus = feature_corpus(keys, config, prior_dir, config.vocab)
     tokens = sample_tokens(prior, n, config.steps, seed=seed, progress=progress)
     parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key(config), corpus=corpus)
-    return plan_projection(targets, parts, steps=config.steps, min_ess=min_ess)
+    return plan_projection(targets, parts, steps=config.steps, min_ess=min_ess), parts, tokens
 
 
 # --------------------------------------------------------------------------- lambda online
