@@ -203,7 +203,7 @@ def test_guarded_model_normalises_with_running_stats(prior_dir, record_property)
     assert guarded.stats.mean > 0.7 * raw
     score, disagreement, ood, n = guarded.drain()
     assert n == 31 * 8 and score > 1 and disagreement > 0 and guarded.pending == []
-    assert ood == 0  # the rated melodies themselves: each is its own nearest rated melody
+    assert ood == pytest.approx(0, abs=1e-3)  # rated melodies: each its own nearest (0 up to float error: 2e-4)
     fresh = melodies(15, seed=seed(5))  # unrated: the guard reports their median ratio, not the mean
     guarded.score(fresh)
     median = float(np.median(model.ood(fresh)))
