@@ -110,7 +110,8 @@ def main() -> None:
         stats = spreads([evaluate_model(d, n=args.n, steps=args.steps, seed=args.seed, device="cpu") for d in dirs],
                         keys)
         rows.append({"run": name, "model": model, "seeds": len(dirs), **{k: v.mean for k, v in stats.items()},
-                     "spread": {k: [v.low, v.high] for k, v in stats.items()}})
+                     "spread": {k: [v.low, v.high] for k, v in stats.items()},
+                     "values": {k: list(v.values) for k, v in stats.items()}})
     same_n = real_vs_prior(real, args.steps, args.seed)
     print(f"held-out tunes (test split, {len(real)} of >= {args.steps} steps): structure {real_structure:.3f}, "
           f"diversity {same_n['real_diversity']:.3f} (prior at the same count {same_n['prior_diversity_same_n']:.3f}), "
