@@ -79,6 +79,59 @@ def test_target_reward_pays_lambda_phi_and_hands_over_the_moments():
     assert reward.lam[0] < before[0] <= 0
 
 
+def _play(batch, tokens: np.ndarray) -> np.ndarray:
+    """Feed ``tokens`` (n, T) to a MelodyBatch step by step -> the ``targets`` term paid at each step (n, T)."""
+    batch.reset()
+    paid = []
+    for t in range(tokens.shape[1]):
+        batch.step(tokens[:, t])
+        paid.append(batch.last_terms["targets"])
+    return np.stack(paid, axis=1)
+
+
+def test_shaping_pays_each_target_at_the_step_that_earns_it_and_lambda_phi_in_total(tiny_prior):
+    """Potential-based shaping (targets_shaping): the growth of lambda . phi of the melody so far,
+    paid step by step, sums to the end-of-melody lambda . phi of every melody (so the return, and
+    the optimum, are those of the unshaped run), and a first note on the tonic is paid at step 0."""
+    from envs.melody import MelodyBatch
+
+    rng = np.random.default_rng(seed(1))
+    tokens = rng.integers(DEFAULT_VOCAB.FIRST_PITCH_TOKEN, DEFAULT_VOCAB.size, size=(400, 16))
+    tokens[::2, 0] = DEFAULT_VOCAB.pitch_to_token(60)  # half the melodies start on middle C, the tonic of C major
+    tokens[1::2, 0] = DEFAULT_VOCAB.pitch_to_token(62)  # and half on D
+    keys = {"rl_tuner/starts_with_tonic": ">= 0.6", "rl_tuner/notes_in_motif": ">= 0.5",
+            "rl_tuner/leaps_resolved": ">= 0.5", "rl_tuner/unique_min_note": ">= 0.6"}
+    targets = parse_targets(keys)
+    parts = target_parts([t.key for t in targets], tokens)
+    plan = plan_projection(targets, parts, steps=16, min_ess=5)
+    reward = TargetReward(plan, DEFAULT_VOCAB, "C major")
+    batch = MelodyBatch(tiny_prior, n=8, steps=16, progress_reward=reward.progress(16), beta=0.0, theory_weight=0.0)
+    melodies = tokens[:8]
+    paid = _play(batch, melodies)
+    final = TargetReward(plan, DEFAULT_VOCAB, "C major")(melodies)["targets"]
+    assert paid.sum(axis=1) == pytest.approx(final, abs=1e-9)  # the same return per melody
+    taken, seen = reward.take()  # the whole melodies' moments, for lambda's refit, as without shaping
+    assert seen.tolist() == melodies.tolist() and taken["rl_tuner/starts_with_tonic"][0].tolist() == [1, 0] * 4
+    tonic_only = plan_projection(parse_targets({"rl_tuner/starts_with_tonic": ">= 0.6"}),
+                                 target_parts(["rl_tuner/starts_with_tonic"], tokens), steps=16, min_ess=5)
+    reward = TargetReward(tonic_only, DEFAULT_VOCAB, "C major")
+    lam = reward.lam[0]
+    batch = MelodyBatch(tiny_prior, n=8, steps=16, progress_reward=reward.progress(16), beta=0.0, theory_weight=0.0)
+    paid = _play(batch, melodies)
+    assert lam > 0 and paid[:, 0].tolist() == pytest.approx([lam, 0] * 4)  # decided by the first note
+    assert np.abs(paid[:, 1:]).max() == 0  # and nothing after it
+
+
+def test_a_prefix_counts_its_per_step_shares_over_the_whole_melody():
+    tokens = np.random.default_rng(seed(2)).integers(0, DEFAULT_VOCAB.size, size=(50, 32))
+    whole = target_parts(["rl_tuner/notes_in_motif"], tokens)["rl_tuner/notes_in_motif"][0]
+    prefix = target_parts(["rl_tuner/notes_in_motif"], tokens[:, :20], steps=32)["rl_tuner/notes_in_motif"][0]
+    alone = target_parts(["rl_tuner/notes_in_motif"], tokens[:, :20])["rl_tuner/notes_in_motif"][0]
+    assert prefix == pytest.approx(alone * 20 / 32) and np.all(prefix <= whole + 1e-12)
+    with pytest.raises(ValueError, match="steps=10 is shorter than the 20 steps"):
+        target_parts(["rl_tuner/notes_in_motif"], tokens[:, :20], steps=10)
+
+
 def test_a_targets_config_fixes_beta_at_one_and_warns_of_weighted_rewards():
     config = TuneConfig(targets={KEY: TARGET})
     assert config.effective_beta == 1.0 and config.effective_theory_weight == 0.0
@@ -88,6 +141,10 @@ def test_a_targets_config_fixes_beta_at_one_and_warns_of_weighted_rewards():
     with pytest.raises(ValueError, match="target_kl_per_step=0.3: a run with \\[targets\\] fixes beta at 1"):
         config.replace(target_kl_per_step=0.3).validate()
     config.replace(beta=1.0).validate()
+    with pytest.raises(ValueError, match="gamma=0.99: targets_shaping .* set gamma = 1 or targets_shaping = false"):
+        config.replace(gamma=0.99).validate()
+    with pytest.warns(UserWarning, match="gamma=0.9"):
+        config.replace(gamma=0.9, targets_shaping=False).validate()
     with pytest.warns(UserWarning, match="theory_weight, structure_weight.*no longer the projection"):
         config.replace(theory_weight=0.5, structure_weight=1.0).validate()
 

@@ -116,12 +116,12 @@ def check_target_key(name: str) -> TargetFeature:
 # --------------------------------------------------------------------------- families
 
 
-def _rl_tuner_parts(names: list[str], tokens: np.ndarray, vocab: Vocabulary, key: Key) -> dict[str, Parts]:
+def _rl_tuner_parts(names: list[str], tokens: np.ndarray, vocab: Vocabulary, key: Key,
+                    steps: int) -> dict[str, Parts]:
     if vocab != DEFAULT_VOCAB:  # the evaluation table reports rl_tuner/* only for Magenta's tokens
         raise ValueError(f"rl_tuner/* targets need the vocabulary of pitches {DEFAULT_VOCAB.min_pitch}.."
                          f"{DEFAULT_VOCAB.max_pitch} (Magenta's), got {vocab.min_pitch}..{vocab.max_pitch}")
-    n, steps = tokens.shape
-    one = np.ones(n)
+    one = np.ones(len(tokens))
     c = rl_tuner_row_counts(tokens, key.scale, tonic_pitch=60 + key.tonic)
     per_step = {"notes_excessively_repeated": "num_repeated_notes", "notes_not_in_key": "num_notes_not_in_key",
                 "notes_in_motif": "num_notes_in_motif", "notes_in_repeated_motif": "num_notes_in_repeated_motif"}
@@ -170,6 +170,7 @@ def target_parts(
     key: str = "C major",
     corpus=None,
     max_copied_notes: int = 16,
+    steps: int | None = None,
 ) -> dict[str, Parts]:
     """For each target key in ``names``, (num, den) per melody of N melodies (N, T), each (N,):
     the key's evaluation figure (``evaluate_tokens`` with the same ``vocab``, ``key``,
@@ -178,6 +179,10 @@ def target_parts(
     ``corpus``: an ``NgramIndex`` (``rlmusic.corpus.index.corpus_index``) or token sequences,
     needed by ``novelty``, ``copied_notes`` and ``copied_over_max``; with it ``unshared_ngrams``
     uses its n-gram length, as the evaluation table does. Each family is computed once.
+
+    ``steps``: the whole melody's length when ``tokens`` are its first steps (a prefix, as a
+    targets run pays the features while a melody grows): per-step shares divide their counts
+    by it, not by the prefix's length, and the rules' context has it. None: ``tokens``' length.
     """
     names = list(dict.fromkeys(names))
     for name in names:
@@ -186,12 +191,16 @@ def target_parts(
     if tokens.shape[0] < 1 or tokens.shape[1] < 1:
         raise ValueError(f"need at least one melody of one step, got shape {tokens.shape}")
     vocab.validate(tokens.reshape(-1))
-    ctx = RuleContext(vocab=vocab, key=Key.parse(key), steps=tokens.shape[1])
+    if steps is None:
+        steps = tokens.shape[1]
+    elif steps < tokens.shape[1]:
+        raise ValueError(f"steps={steps} is shorter than the {tokens.shape[1]} steps of the tokens")
+    ctx = RuleContext(vocab=vocab, key=Key.parse(key), steps=steps)
     families = {TARGETS[k].family for k in names}
     one = np.ones(len(tokens))
     out: dict[str, Parts] = {}
     if "rl_tuner" in families:
-        out.update(_rl_tuner_parts(names, tokens, vocab, ctx.key))
+        out.update(_rl_tuner_parts(names, tokens, vocab, ctx.key, steps))
     if "rlmusic" in families:
         out.update({f"rlmusic/{k}": (np.asarray(v[0], np.float64), np.asarray(v[1], np.float64))
                     for k, v in music_theory_parts(tokens, ctx).items()})

@@ -77,6 +77,7 @@ class TuneConfig:
     targets_plan_n: int = 20_000  # prior melodies sampled for the plan that starts a targets run (lambda, the KL floor), as `rlmusic targets plan -n`
     targets_min_ess: float = 100.0  # the plan refuses a projection whose effective sample size is below this
     targets_lr: float = 0.05  # dual ascent of lambda after each rollout, in Newton steps: lambda_i += lr (bar_i - mean_i) / var_i (var_i: the prior's); 0 keeps the plan's lambda
+    targets_shaping: bool = True  # ppo: pay lambda . phi as each melody grows (the growth of lambda . phi of the melody so far at each step: potential-based, the same return per melody with gamma 1); false: all at its last step
     method: str = "ppo"  # how a targets run trains to the projection: "ppo" (RecurrentPPO, reward lambda . phi, beta 1) or "dpg" (distributional policy gradient, rlmusic.tuning.dpg; needs [targets])
     dpg_batch: int = 256  # dpg: melodies sampled from the proposal per gradient step (a step is dpg_batch * steps env steps of timesteps)
     dpg_learning_rate: float = 1e-4  # dpg: Adam step size of the policy (gradients clipped at max_grad_norm)
@@ -219,6 +220,10 @@ class TuneConfig:
                              "projection; lambda sets how far each target pulls); unset beta")
         if self.targets_plan_n < 2:
             raise ValueError(f"targets_plan_n must be >= 2 melodies, got {self.targets_plan_n}")
+        if self.targets_shaping and self.method == "ppo" and self.gamma != 1:
+            raise ValueError(f"gamma={self.gamma}: targets_shaping pays lambda . phi by its growth at each step, "
+                             "which leaves a melody's return unchanged only undiscounted; set gamma = 1 or "
+                             "targets_shaping = false")
         weighted = [name for name in WEIGHT_FIELDS + ("style_weight",)
                     if name != "human_weight" and getattr(self, name)]
         if weighted and self.method == "dpg":

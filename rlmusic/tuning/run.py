@@ -74,7 +74,13 @@ from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
-from rlmusic.tuning.target_training import TargetControl, TargetReward, start_targets, with_targets
+from rlmusic.tuning.target_training import (
+    TargetControl,
+    TargetReward,
+    start_targets,
+    with_progress,
+    with_targets,
+)
 from rlmusic.tuning.targets import TargetPlan
 
 # --------------------------------------------------------------------------- evaluation
@@ -193,7 +199,11 @@ class TuneRun:
                               stacklevel=2)
             self.target_reward = start_targets(self, progress)
             self.plan = self.target_reward.plan
-            self.rewards.final = with_targets(self.rewards.final, self.target_reward)
+            if config.targets_shaping:  # the same return, paid at the step that earns it
+                self.rewards.progress = with_progress(self.rewards.progress,
+                                                      self.target_reward.progress(config.steps))
+            else:
+                self.rewards.final = with_targets(self.rewards.final, self.target_reward)
         self.extra_callbacks: list[Any] = []
         self.interrupted = False
         self.last_eval: dict[str, Any] = {}

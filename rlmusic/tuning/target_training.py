@@ -132,11 +132,30 @@ class TargetReward:
         return np.stack([linearise(t.key, *parts[t.key], t.value) for t in self.targets], axis=1)
 
     def __call__(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """The end-of-melody term of whole melodies (B, T): ``{"targets": lambda . phi}``."""
         tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
         parts = target_parts(self.keys, tokens, vocab=self.vocab, key=self.key, corpus=self.corpus)
         self._parts.append(parts)
         self._tokens.append(tokens.copy())
         return {"targets": self.features(parts) @ self.lam}
+
+    def progress(self, steps: int):
+        """The same term paid as each melody of ``steps`` grows (a ``ProgressReward``): the
+        potential ``lambda . phi(x_1..t)`` of the melody so far (per-step shares counted over
+        the whole melody's ``steps``), of which the env pays each step's growth. The potential
+        of the whole melody is ``lambda . phi(x)``, so with gamma = 1 every melody earns exactly
+        the end-of-melody reward in total: the return, and so the optimum, is unchanged
+        (potential-based shaping, Ng et al. 1999); only the credit moves to the step that earns
+        it (the first note for the tonic row, each step for a per-step share)."""
+
+        def potential(tokens: np.ndarray) -> dict[str, np.ndarray]:
+            tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+            if tokens.shape[1] == steps:  # a whole melody: collected for the rollout's moments
+                return self(tokens)
+            parts = target_parts(self.keys, tokens, vocab=self.vocab, key=self.key, corpus=self.corpus, steps=steps)
+            return {"targets": self.features(parts) @ self.lam}
+
+        return potential
 
     def take(self) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray] | None:
         """The (num, den) per key and the tokens of every melody paid since the last call
@@ -175,6 +194,17 @@ def start_targets(run: Any, progress: bool = True) -> TargetReward:
     print(format_plan(plan), flush=True)
     corpus = feature_corpus(plan_keys(plan), c, run.prior_dir, run.prior.vocab)
     return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr)
+
+
+def with_progress(progress, potential):
+    """``progress``'s terms (a ``ProgressReward`` or None) with ``potential``'s added."""
+    if progress is None:
+        return potential
+
+    def combined(tokens: np.ndarray) -> dict[str, np.ndarray]:
+        return {**progress(tokens), **potential(tokens)}
+
+    return combined
 
 
 def plan_keys(plan: TargetPlan) -> list[str]:
