@@ -77,6 +77,16 @@ def test_target_reward_pays_lambda_phi_and_hands_over_the_moments():
     before = reward.lam.copy()
     reward.step(np.array([plan.prior_means[0], 0.0]))  # the prior's onsets: above the "<=" bar
     assert reward.lam[0] < before[0] <= 0
+    at_bars = np.array([14.0, 0.0])  # both moments exactly at their bars
+    aiming = TargetReward(plan, DEFAULT_VOCAB, "C major", lr=0.1, margin=0.5)  # half a prior sd past each bar
+    sd = np.asarray(plan.prior_sds)
+    assert aiming.aims.tolist() == pytest.approx([14.0 - 0.5 * sd[0], 0.5 * sd[1]])
+    lam = aiming.lam.copy()
+    aiming.step(at_bars)
+    assert aiming.lam[0] < lam[0] and aiming.lam[1] > lam[1]  # at the bar is not yet at the aim: both pull on
+    plain = TargetReward(plan, DEFAULT_VOCAB, "C major", lr=0.1)
+    plain.step(at_bars)
+    assert plain.lam.tolist() == pytest.approx(lam.tolist())  # without a margin, a moment at its bar holds lambda
 
 
 def _play(batch, tokens: np.ndarray) -> np.ndarray:

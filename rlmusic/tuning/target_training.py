@@ -115,7 +115,7 @@ class TargetReward:
     holding lambda (from the plan; ``step`` refits it) and the features of the melodies it paid
     since ``take`` last collected them."""
 
-    def __init__(self, plan: TargetPlan, vocab, key: str, corpus=None, lr: float = 0.05):
+    def __init__(self, plan: TargetPlan, vocab, key: str, corpus=None, lr: float = 0.05, margin: float = 0.0):
         self.plan, self.vocab, self.key, self.corpus, self.lr = plan, vocab, key, corpus, float(lr)
         self.targets = plan.targets
         self.keys = [t.key for t in self.targets]
@@ -124,6 +124,9 @@ class TargetReward:
         self.ops = [t.op for t in self.targets]
         sd = np.asarray(plan.prior_sds, dtype=np.float64)
         self.variances = np.where(sd > 0, sd, 1.0) ** 2
+        # what lambda's refit aims at: each inequality ``margin`` prior sds of its feature past its bar
+        side = np.array([1.0 if op == ">=" else -1.0 if op == "<=" else 0.0 for op in self.ops])
+        self.aims = self.bars + side * float(margin) * np.where(sd > 0, sd, 0.0)
         self._parts: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
         self._tokens: list[np.ndarray] = []
 
@@ -169,8 +172,9 @@ class TargetReward:
         return parts, tokens
 
     def step(self, means: np.ndarray) -> np.ndarray:
-        """Refit lambda from the linearised features' means (K,) of a rollout."""
-        self.lam = dual_ascent(self.lam, means, self.bars, self.ops, self.variances, self.lr)
+        """Refit lambda from the linearised features' means (K,) of a rollout, toward the aims
+        (the bars, each inequality ``margin`` prior sds past its own)."""
+        self.lam = dual_ascent(self.lam, means, self.aims, self.ops, self.variances, self.lr)
         return self.lam
 
 
@@ -193,7 +197,7 @@ def start_targets(run: Any, progress: bool = True) -> TargetReward:
                            progress=progress)
     print(format_plan(plan), flush=True)
     corpus = feature_corpus(plan_keys(plan), c, run.prior_dir, run.prior.vocab)
-    return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr)
+    return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr, margin=c.targets_margin)
 
 
 def with_progress(progress, potential):
