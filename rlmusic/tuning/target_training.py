@@ -251,10 +251,12 @@ class TargetControl(BaseCallback):
 # --------------------------------------------------------------------------- a tuned model's targets
 
 
-def model_targets_report(model_dir: str | Path, tokens: np.ndarray, prior_dir: str | Path | None = None) -> str | None:
+def model_target_rows(model_dir: str | Path, tokens: np.ndarray, prior_dir: str | Path | None = None
+                      ) -> tuple[list[dict[str, Any]], TuneConfig] | None:
     """For a model tuned to targets (its provenance holds the tune config's ``[targets]``):
-    each target met or missed on ``tokens`` (its samples) with its 95% interval
-    (``rlmusic.tuning.targets.target_report``); None for any other model."""
+    per target on ``tokens`` (its samples) the figure, the 95% interval and met or missed
+    (``rlmusic.tuning.targets.target_report``), and the config it was tuned with; None for
+    any other model."""
     from rlmusic.models.checkpoint import load_provenance, model_path, reference_prior_dir
 
     source = model_path(model_dir)
@@ -268,6 +270,17 @@ def model_targets_report(model_dir: str | Path, tokens: np.ndarray, prior_dir: s
     corpus = feature_corpus(keys, config, reference, config.vocab)
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
     parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key(config), corpus=corpus)
+    return target_report(targets, parts), config
+
+
+def model_targets_report(model_dir: str | Path, tokens: np.ndarray, prior_dir: str | Path | None = None) -> str | None:
+    """``model_target_rows`` as the lines ``rlmusic evaluate`` prints; None for a model not
+    tuned to targets."""
+    found = model_target_rows(model_dir, tokens, prior_dir)
+    if found is None:
+        return None
+    rows, config = found
+    tokens = np.atleast_2d(tokens)
     head = f"targets of the tuned model ({len(tokens):,} melodies of {tokens.shape[1]} steps"
     head += f"; it was tuned on {config.steps} steps)" if tokens.shape[1] != config.steps else ")"
-    return head + ":\n" + format_report(target_report(targets, parts))
+    return head + ":\n" + format_report(rows)
