@@ -35,7 +35,7 @@ eval_every = 0
 eval_melodies = 256
 checkpoint_every = 0
 eval_corpus = ""
-timesteps = 4096
+timesteps = 8192
 targets_plan_n = 2000
 """
 
@@ -164,7 +164,7 @@ def test_a_targets_config_fixes_beta_at_one_and_warns_of_weighted_rewards():
 
 @pytest.fixture(scope="module")
 def tuned(tiny_prior, tmp_path_factory):
-    """`rlmusic tune` of the tiny prior to ``notes_per_melody <= 14`` (4,096 env steps, 16
+    """`rlmusic tune` of the tiny prior to ``notes_per_melody <= 14`` (8,192 env steps, 16
     melodies a rollout): its folder and what it printed (the plan)."""
     folder = tmp_path_factory.mktemp("targets")
     config = folder / "t.toml"
@@ -192,7 +192,7 @@ def test_tune_prints_the_plan_and_records_the_floor(tuned):
     assert load_provenance(out).metrics["kl_floor_per_step"] == floor
     assert f"floor {floor:.3f}" in printed.splitlines()[-1]
     rows = [r for r in read_csv(out / "metrics.csv") if f"target/{KEY}" in r]
-    assert len(rows) == 16  # one a rollout
+    assert len(rows) == 32  # one a rollout
     for name in (f"target/{KEY}", f"lambda/{KEY}", "kl_per_step", "kl_floor_per_step", "rollout/diversity",
                  "reward/targets", "kl/per_step"):
         assert all(name in r for r in rows), name
@@ -204,16 +204,19 @@ def test_tune_prints_the_plan_and_records_the_floor(tuned):
 
 @pytest.mark.statistical
 def test_a_tiny_run_moves_its_moment_toward_the_target(tuned, record_property):
-    """The tiny prior's onsets per melody (16 steps) fall toward the bar of 14 in 4,096 env steps.
-    The evaluation (256 melodies, the same seed at the start and the end) measures the prior and
-    the tuned model; seeds 0..4 (scripts/test_seeds.sh 5) moved -0.67, -0.67, -0.92, -1.17, -1.09
-    onsets (from 15.14..15.28): asserted, a drop of at least 0.3, under half of the smallest."""
+    """The tiny prior's onsets per melody (16 steps) fall toward the bar of 14 in 8,192 env steps
+    (the reward paid as each melody grows, the default). The evaluation (256 melodies, the same
+    seed at the start and the end) measures the prior and the tuned model; seeds 0..4
+    (scripts/test_seeds.sh 5) moved -1.32, -2.06, -1.09, -2.25, -1.84 onsets (from 15.14..15.28):
+    asserted, a drop of at least 0.5, under half of the smallest. At 4,096 env steps the shaped
+    run moved only -0.16 to -1.13 (the reward at the melody's end: -0.67 to -1.17; at 8,192:
+    -0.98 to -1.66)."""
     out, _ = tuned
     evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     start, end = evals[0][KEY], evals[-1][KEY]
     record_property("onsets_start", f"{start:.3f}")
     record_property("onsets_end", f"{end:.3f}")
-    assert end - start <= -0.3, (start, end)
+    assert end - start <= -0.5, (start, end)
 
 
 def test_evaluate_says_whether_the_tuned_model_meets_its_target(tuned, capsys):
