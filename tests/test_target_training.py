@@ -132,6 +132,30 @@ def test_shaping_pays_each_target_at_the_step_that_earns_it_and_lambda_phi_in_to
     assert np.abs(paid[:, 1:]).max() == 0  # and nothing after it
 
 
+def test_lambda_step_decays_to_zero_over_the_run_with_targets_lr_decay():
+    from types import SimpleNamespace
+
+    from rlmusic.tuning.target_training import TargetControl
+
+    rng = np.random.default_rng(seed(3))
+    tokens = rng.integers(0, DEFAULT_VOCAB.size, size=(200, 16))
+    targets = parse_targets({KEY: TARGET})
+    plan = plan_projection(targets, target_parts([KEY], tokens), steps=16, min_ess=5)
+    control = TargetControl(TargetReward(plan, DEFAULT_VOCAB, "C major", lr=0.2), kl_control=None, total=1000)
+    for done, scale in ((0, 1.0), (250, 0.75), (1000, 0.0), (1200, 0.0)):
+        control.model = SimpleNamespace(num_timesteps=done)
+        assert control.lr_scale() == pytest.approx(scale)
+    assert TargetControl(control.reward, kl_control=None).lr_scale() == 1.0  # without a total: no decay
+    lam = control.reward.lam.copy()
+    control.reward.step(np.array([16.0]), scale=0.0)  # far above the "<=" bar, but the step is 0
+    assert control.reward.lam.tolist() == lam.tolist()
+    control.reward.step(np.array([16.0]), scale=0.5)
+    half = control.reward.lam[0] - lam[0]
+    control.reward.lam = lam.copy()
+    control.reward.step(np.array([16.0]))
+    assert half == pytest.approx((control.reward.lam[0] - lam[0]) / 2) and half < 0
+
+
 def test_a_prefix_counts_its_per_step_shares_over_the_whole_melody():
     tokens = np.random.default_rng(seed(2)).integers(0, DEFAULT_VOCAB.size, size=(50, 32))
     whole = target_parts(["rl_tuner/notes_in_motif"], tokens)["rl_tuner/notes_in_motif"][0]

@@ -77,6 +77,7 @@ class TuneConfig:
     targets_plan_n: int = 20_000  # prior melodies sampled for the plan that starts a targets run (lambda, the KL floor), as `rlmusic targets plan -n`
     targets_min_ess: float = 100.0  # the plan refuses a projection whose effective sample size is below this
     targets_lr: float = 0.05  # dual ascent of lambda after each rollout, in Newton steps: lambda_i += lr (bar_i - mean_i) / var_i (var_i: the prior's); 0 keeps the plan's lambda
+    targets_lr_decay: bool = False  # ppo: lambda's step falls linearly from targets_lr to 0 over the run (lambda settles at the end, and the saved model with it)
     targets_margin: float = 0.0  # ppo: lambda's refit aims each inequality this many prior standard deviations of its feature past its bar (the moments settle at the aims, so a model evaluated on fresh melodies clears the bars rather than straddling them); the plan and its floor are the bars' own
     targets_shaping: bool = True  # ppo: pay lambda . phi as each melody grows (the growth of lambda . phi of the melody so far at each step: potential-based, the same return per melody with gamma 1); false: all at its last step
     method: str = "ppo"  # how a targets run trains to the projection: "ppo" (RecurrentPPO, reward lambda . phi, beta 1) or "dpg" (distributional policy gradient, rlmusic.tuning.dpg; needs [targets])

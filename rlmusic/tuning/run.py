@@ -297,8 +297,8 @@ class TuneRun:
         self.extra_callbacks = list(self.reward_model.tune_callbacks(self)) \
             if hasattr(self.reward_model, "tune_callbacks") else []
         self.extra_callbacks += [CriticRefresh(self)] if self.critic is not None else []  # the style critic
-        self.target_control = None if self.target_reward is None else TargetControl(self.target_reward,
-                                                                                     self.kl_callback)
+        self.target_control = None if self.target_reward is None else TargetControl(
+            self.target_reward, self.kl_callback, total=c.total_timesteps if c.targets_lr_decay else None)
         remaining = c.total_timesteps - self.model.num_timesteps
         with stop_on_ctrl_c(self.book):
             callbacks = [self.kl_callback, *([self.target_control] if self.target_control else []), self.book,

@@ -171,10 +171,10 @@ class TargetReward:
         self._parts, self._tokens = [], []
         return parts, tokens
 
-    def step(self, means: np.ndarray) -> np.ndarray:
+    def step(self, means: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """Refit lambda from the linearised features' means (K,) of a rollout, toward the aims
-        (the bars, each inequality ``margin`` prior sds past its own)."""
-        self.lam = dual_ascent(self.lam, means, self.aims, self.ops, self.variances, self.lr)
+        (the bars, each inequality ``margin`` prior sds past its own), at ``scale`` times ``lr``."""
+        self.lam = dual_ascent(self.lam, means, self.aims, self.ops, self.variances, self.lr * scale)
         return self.lam
 
 
@@ -219,10 +219,19 @@ class TargetControl(BaseCallback):
     """After each rollout: logs every target's figure on the rollout's melodies and its lambda,
     the sampled KL per step beside the floor and the batch diversity; then refits lambda."""
 
-    def __init__(self, reward: TargetReward, kl_control: Any):
+    def __init__(self, reward: TargetReward, kl_control: Any, total: int | None = None):
         super().__init__()
         self.reward, self.kl_control = reward, kl_control  # kl_control: the run's KLControl (its KL)
+        self.total = total  # targets_lr_decay: lambda's step falls linearly to 0 at this many env steps
         self.last: dict[str, float] = {}
+
+    def lr_scale(self) -> float:
+        """The factor of ``targets_lr`` for the next refit: 1, or with ``total`` the share of the
+        run still to go (lambda settles as the run ends, so the last rollouts' noise does not
+        decide where the saved model stands)."""
+        if not self.total:
+            return 1.0
+        return max(0.0, 1.0 - self.model.num_timesteps / self.total)
 
     def _on_step(self) -> bool:
         return True
@@ -244,8 +253,10 @@ class TargetControl(BaseCallback):
         last["rollout/diversity"] = float(originality.batch_diversity(tokens, self.reward.vocab))
         for name, value in last.items():
             rec(name, value)
+        scale = self.lr_scale()
+        rec("targets/lr_scale", scale)
         self.last = last
-        self.reward.step(means)
+        self.reward.step(means, scale)
 
 
 # --------------------------------------------------------------------------- a tuned model's targets
