@@ -173,6 +173,24 @@ def test_killed_run_resumes_and_finishes_at_the_same_total(prior_dir, smoke_conf
     assert evals == [0, 64, 128, 192]  # no duplicates from the killed part
 
 
+def test_lr_decay_falls_to_zero_and_a_resumed_run_goes_on_down_the_same_line(prior_dir, smoke_config, tmp_path):
+    from rlmusic.tuning.curves import read_csv
+
+    config = tmp_path / "decay.toml"
+    config.write_text("lr_decay = true\n" + Path(smoke_config).read_text())
+    out = tmp_path / "run"
+    args = ("--prior", prior_dir, "--out", out, "--config", config, "--timesteps", 256)
+    assert run_cli(*args, "--stop-after-checkpoints", 1) == 0
+    assert run_cli(*args, "--resume") == 0
+    start = json.loads((out / "tune_config.json").read_text())["config"]["learning_rate"]
+    rates = [r["charts/learning_rate"] for r in read_csv(out / "metrics.csv") if r.get("charts/learning_rate") is not None]
+    # four rollouts of 64 env steps: each update's rate is start * (share of the run still to go)
+    quarters = [4 * r / start for r in rates]
+    assert len(rates) >= 3 and quarters == pytest.approx([round(q) for q in quarters])  # on the line
+    assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] == 0  # down to 0, through the resume
+    assert (out / "model.safetensors").is_file()
+
+
 # --------------------------------------------------------------------------- bad input, before training
 
 

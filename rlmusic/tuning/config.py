@@ -48,6 +48,7 @@ class TuneConfig:
     batch_size: int = 512  # minibatch size (tokens) of the PPO update
     n_epochs: int = 4  # passes over each rollout
     learning_rate: float = 3e-5  # Adam step size (small: we start from a trained model)
+    lr_decay: bool = False  # the learning rate falls linearly to 0 over the run (the policy settles, so the saved model is not one noisy update's)
     gamma: float = 1.0  # discount; episodes are short and end, so 1.0 (undiscounted) works
     gae_lambda: float = 0.95  # GAE trade-off between bias (0) and variance (1)
     clip_range: float = 0.2  # PPO ratio clip

@@ -221,7 +221,8 @@ class TuneRun:
     def make_model(self, env: BatchedMelodyVecEnv) -> RecurrentPPO:
         c = self.config
         model = RecurrentPPO(
-            PriorPolicy, env, learning_rate=c.learning_rate, n_steps=c.rollout_steps, batch_size=c.batch_size,
+            PriorPolicy, env, learning_rate=LinearDecay(c.learning_rate) if c.lr_decay else c.learning_rate,
+            n_steps=c.rollout_steps, batch_size=c.batch_size,
             n_epochs=c.n_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
             ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
             policy_kwargs={"prior_config": asdict(self.prior.config)}, seed=c.seed, device=self.device, verbose=0,
@@ -343,6 +344,18 @@ class TuneRun:
             extra=extra,
         )
         return save_model(tuned, self.out, provenance)
+
+
+class LinearDecay:
+    """PPO's learning rate falling linearly from ``start`` to 0 over the run (``lr_decay``): an
+    SB3 schedule of the run's progress remaining (1 at the start, 0 at the end); a class, so a
+    checkpoint pickles and resumes it."""
+
+    def __init__(self, start: float):
+        self.start = float(start)
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.start * max(0.0, float(progress_remaining))
 
 
 def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> RecurrentPPO:
