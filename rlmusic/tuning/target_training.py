@@ -1,5 +1,5 @@
 """Training to the projection with PPO (issue 20, ``--method ppo``): the plan that starts a
-run with ``[targets]``, the end-of-melody reward ``lambda . phi(x)``, and lambda refitted online.
+run with ``[targets]``, the reward ``lambda . phi(x)`` of each melody, and lambda refitted online.
 
 With beta = 1, KL-regularised RL with the end-of-melody reward ``r(x) = lambda . phi(x)``
 maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
@@ -9,9 +9,11 @@ maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
 1. plans (``plan_for_config``): samples ``targets_plan_n`` prior melodies, fits the projection
    (``rlmusic.tuning.targets.plan_projection``: lambda and the KL floor; an unreachable target is
    refused before anything trains) and prints the table ``rlmusic targets plan`` prints;
-2. pays ``lambda . phi(x)`` at the end of each melody (``TargetReward``, an end-of-melody term
-   ``targets`` beside the env's others; phi: each target key's per-melody feature, a ratio key
-   linearised at its target, ``rlmusic.music.targets``) and the per-step KL with beta fixed at 1;
+2. pays ``lambda . phi(x)`` for each melody (``TargetReward``, a term ``targets`` beside the
+   env's others; phi: each target key's per-melody feature, a ratio key linearised at its
+   target, ``rlmusic.music.targets``) and the per-step KL with beta fixed at 1: by default as
+   the melody grows (``TargetReward.progress``, ``targets_shaping``: each step earns the growth
+   of ``lambda . phi`` of the melody so far, the same return with gamma 1), else at its end;
 3. refits lambda after each rollout by projected dual ascent on the rollout's feature means
    (``dual_ascent``, ``TargetControl``): the dual's gradient at the policy is ``mean_i - bar_i``,
    so ``lambda_i += targets_lr * (bar_i - mean_i) / var_i`` (var_i the prior's variance of the
@@ -20,6 +22,8 @@ maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
    inequality relaxes toward 0 and never past it; once the policy is at the projection the
    means sit at the bars and lambda stays. ``targets_lr = 0`` keeps the plan's lambda (the plain
    Korbak et al. run). Like any integral controller it winds up while the policy lags.
+   ``targets_margin`` aims each inequality that many prior sds past its bar (``TargetReward.aims``);
+   ``targets_lr_decay`` lets the step fall linearly to 0 over the run (``TargetControl.lr_scale``).
 
 ``TargetControl`` logs per rollout ``target/<KEY>`` (the key's figure on the rollout's melodies),
 ``lambda/<KEY>`` (the lambda the rollout was paid with), ``kl_per_step`` (sampled, as
