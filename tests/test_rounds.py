@@ -133,7 +133,7 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
 
 
 @pytest.mark.statistical
-def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir, tmp_path, capsys):
+def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir, tmp_path, capsys, record_property):
     """An absurd human weight, no KL and a high learning rate: the policy runs to melodies
     unlike any rated one, where the reward model only extrapolates. Only the
     out-of-distribution check is on: it must fire, stop training and put the policy back
@@ -141,7 +141,11 @@ def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir,
 
     Over test seeds 0-4 the guard (the median ood of a rollout's 32 melodies) passed the
     first rollout at 1.01-1.16 and fired at 9,216, 5,120, 15,360, 8,192 and 10,240 env steps
-    (ood 1.57-2.31); restored to 1.18-1.47."""
+    (ood 1.57-2.31) on the AVX2 machine of the earlier sessions; on an AVX512 machine it fired
+    at 7,168, 5,120, 19,456, 13,312 and 18,432 (ood 1.52-2.18), and there with torch's AVX2
+    kernels (ATEN_CPU_CAPABILITY=avx2) at 7,168, 5,120, 22,528, 8,192 and 15,360 (ood
+    1.54-2.75). Training follows the CPU's kernels (docs/reliability.md), so the run may go
+    49,152 env steps, more than twice the latest of these; it stops at the guard."""
     enqueue_prior_clips(engine, prior_dir, tmp_path, n=40)
     simulate_raters(engine, n_raters=3, taste=TASTE, per_rater=20, pairs=10, seed=seed(0))
     config = tmp_path / "round.toml"
@@ -154,13 +158,16 @@ def test_the_guard_stops_a_policy_that_games_the_reward_model(engine, prior_dir,
     out = tmp_path / "absurd"
     with pytest.warns(OverOptimisationWarning, match=r"far from the rated ones .* > max_ood=1.5.*goes back to"):
         code = cli_main(["round", "--out", str(out), "--prior", str(prior_dir), "--config", str(config),
-                         "--timesteps", "16384", "--n-clips", "4", "--no-audio", "--device", "cpu", "--threads", "1"])
+                         "--timesteps", "49152", "--n-clips", "4", "--no-audio", "--device", "cpu", "--threads", "1"])
     assert code == 0
     assert "over-optimisation guard" in capsys.readouterr().out
     guard = json.loads((out / "model" / "guard.json").read_text())
     assert guard["triggered"] and guard["stopped"]
     stopped_at = guard["events"][0]["timesteps"]
-    assert stopped_at < 16_384 and guard["history"][0]["ood"] < 1.5  # it started in distribution
+    record_property("stopped_at", stopped_at)
+    record_property("restored_to", guard["restored_to_timesteps"])
+    record_property("ood_fired", round(guard["events"][0].get("ood", float("nan")), 3))
+    assert stopped_at < 49_152 and guard["history"][0]["ood"] < 1.5  # it started in distribution
     assert guard["restored_to_timesteps"] < stopped_at  # back to the last rollout that passed
     passed = [h for h in guard["history"] if h["timesteps"] == guard["restored_to_timesteps"]]
     assert passed and passed[0]["ood"] <= 1.5
