@@ -78,7 +78,6 @@ from rlmusic.tuning.target_training import (
     TargetControl,
     TargetReward,
     start_targets,
-    with_progress,
     with_targets,
 )
 from rlmusic.tuning.targets import TargetPlan
@@ -200,8 +199,8 @@ class TuneRun:
             self.target_reward = start_targets(self, progress)
             self.plan = self.target_reward.plan
             if config.targets_shaping:  # the same return, paid at the step that earns it
-                self.rewards.progress = with_progress(self.rewards.progress,
-                                                      self.target_reward.progress(config.steps))
+                self.rewards.progress = with_targets(self.rewards.progress,
+                                                     self.target_reward.progress(config.steps))
             else:
                 self.rewards.final = with_targets(self.rewards.final, self.target_reward)
         self.extra_callbacks: list[Any] = []

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from envs.rewards import FinalReward
 from rlmusic.music import originality
 from rlmusic.music.reward import TheoryConfig
 from rlmusic.music.targets import TARGETS, figure, linearise, target_parts
@@ -182,11 +181,15 @@ class TargetReward:
         return self.lam
 
 
-def with_targets(final: FinalReward, reward: TargetReward) -> FinalReward:
-    """``final``'s end-of-melody terms with the ``targets`` term added."""
+def with_targets(terms, targets):
+    """One reward callable (a ``FinalReward`` or ``ProgressReward``: tokens -> {name: (B,)}) of
+    ``terms``' (None: none) with ``targets``' added: the env's end-of-melody terms with
+    ``lambda . phi``, or its progress terms with the potential of ``TargetReward.progress``."""
+    if terms is None:
+        return targets
 
     def combined(tokens: np.ndarray) -> dict[str, np.ndarray]:
-        return {**final(tokens), **reward(tokens)}
+        return {**terms(tokens), **targets(tokens)}
 
     return combined
 
@@ -202,17 +205,6 @@ def start_targets(run: Any, progress: bool = True) -> TargetReward:
     print(format_plan(plan), flush=True)
     corpus = feature_corpus(plan_keys(plan), c, run.prior_dir, run.prior.vocab)
     return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr, margin=c.targets_margin)
-
-
-def with_progress(progress, potential):
-    """``progress``'s terms (a ``ProgressReward`` or None) with ``potential``'s added."""
-    if progress is None:
-        return potential
-
-    def combined(tokens: np.ndarray) -> dict[str, np.ndarray]:
-        return {**progress(tokens), **potential(tokens)}
-
-    return combined
 
 
 def plan_keys(plan: TargetPlan) -> list[str]:
