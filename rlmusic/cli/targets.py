@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     plan.add_argument("--config", help="TOML (or JSON) file of tuning config keys with a [targets] table, "
                                        "on top of the preset")
     plan.add_argument("--prior", help="prior model directory to sample (default: the shipped prior)")
+    plan.add_argument("--proposal", metavar="MODEL",
+                      help="sample this model (a run or model directory tuned from the prior) instead of the prior, "
+                           "each melody weighed by prior / proposal: the same projection and floor, estimated "
+                           "where the projection's mass lies (targets the prior's own samples reach too rarely)")
     plan.add_argument("-n", type=int, default=10_000, help="prior melodies to sample (default 10,000)")
     plan.add_argument("--steps", type=int, help="16th-note steps per melody (default: the config's steps)")
     plan.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, same melodies")
@@ -76,16 +80,24 @@ def plan_targets(args: argparse.Namespace) -> tuple[TargetPlan, dict[str, Any]]:
     if config.steps > prior.config.max_steps:
         warnings.warn(f"steps={config.steps} exceeds the prior's max_steps={prior.config.max_steps}: "
                       "it was never trained on melodies this long", stacklevel=2)
+    proposal = None
+    if args.proposal:
+        from rlmusic.models.checkpoint import load_model
+
+        proposal = load_model(model_path(args.proposal), device=prior.device, vocab=config.vocab)
     plan = plan_for_config(config, prior, prior_dir, args.n, seed=args.seed, min_ess=args.min_ess,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, proposal=proposal)
     settings = {"prior": model_ref(prior_dir), "preset": args.preset, "config": args.config,
+                "proposal": model_ref(model_path(args.proposal)) if args.proposal else None,
                 "seed": args.seed, "key": music_key(config), "min_ess": args.min_ess}
     return plan, settings
 
 
 def main(args: argparse.Namespace) -> int:
     plan, settings = plan_targets(args)
-    print(f"targets plan: {plan.n:,} melodies of {plan.steps} steps sampled from {settings['prior']} "
+    source = settings["prior"] if settings["proposal"] is None else (
+        f"{settings['proposal']}, weighed by prior / proposal (prior {settings['prior']})")
+    print(f"targets plan: {plan.n:,} melodies of {plan.steps} steps sampled from {source} "
           f"(seed {settings['seed']})")
     print(format_plan(plan))
     if args.json:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rlmusic.music import originality
@@ -75,15 +76,30 @@ def music_key(config: TuneConfig) -> str:
 
 
 def plan_for_config(config: TuneConfig, prior, prior_dir: str | Path, n: int, seed: int = 0,
-                    min_ess: float = 100.0, progress: bool = False) -> TargetPlan:
+                    min_ess: float = 100.0, progress: bool = False, proposal=None) -> TargetPlan:
     """Sample ``n`` melodies of ``config.steps`` from ``prior`` (a ``MelodyLSTM`` loaded from
     ``prior_dir``), compute the features of the config's targets and fit their projection
-    (one-line ``ValueError`` for a target the samples cannot reach)."""
-    return sample_plan(config, prior, prior_dir, n, seed, min_ess, progress)[0]
+    (one-line ``ValueError`` for a target the samples cannot reach). ``proposal``: another
+    ``MelodyLSTM`` (a model tuned toward the targets) to sample instead, each melody weighed by
+    ``prior(x) / proposal(x)`` (``proposal_log_weights``): the same projection and floor,
+    estimated where the projection's mass lies."""
+    return sample_plan(config, prior, prior_dir, n, seed, min_ess, progress, proposal=proposal)[0]
+
+
+@torch.no_grad()
+def proposal_log_weights(prior, proposal, tokens: np.ndarray) -> np.ndarray:
+    """``log prior(x) - log proposal(x)`` (N,) of whole melodies sampled from ``proposal`` at
+    temperature 1: the importance log-weights that make the proposal's samples the prior's."""
+    from rlmusic.evaluation.table import step_log_probs
+
+    if proposal.vocab != prior.vocab:
+        raise ValueError("the proposal's vocabulary differs from the prior's: tune it from this prior")
+    return step_log_probs(prior, tokens).sum(axis=1) - step_log_probs(proposal, tokens).sum(axis=1)
 
 
 def sample_plan(config: TuneConfig, prior, prior_dir: str | Path, n: int, seed: int = 0, min_ess: float = 100.0,
-                progress: bool = False) -> tuple[TargetPlan, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+                progress: bool = False, proposal=None,
+                ) -> tuple[TargetPlan, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """``plan_for_config``'s plan with the samples it rests on: per key (num, den) and the tokens (n, steps)."""
     from rlmusic.models.generate import sample_tokens
 
@@ -94,9 +110,11 @@ def sample_plan(config: TuneConfig, prior, prior_dir: str | Path, n: int, seed: 
         raise ValueError(f"the plan needs >= 2 melodies, got {n}")
     keys = [t.key for t in targets]
     corpus = feature_corpus(keys, config, prior_dir, config.vocab)
-    tokens = sample_tokens(prior, n, config.steps, seed=seed, progress=progress)
+    tokens = sample_tokens(proposal if proposal is not None else prior, n, config.steps, seed=seed,
+                           progress=progress)
+    log_w = None if proposal is None else proposal_log_weights(prior, proposal, tokens)
     parts = target_parts(keys, tokens, vocab=config.vocab, key=music_key(config), corpus=corpus)
-    return plan_projection(targets, parts, steps=config.steps, min_ess=min_ess), parts, tokens
+    return plan_projection(targets, parts, steps=config.steps, log_weights=log_w, min_ess=min_ess), parts, tokens
 
 
 # --------------------------------------------------------------------------- lambda online
