@@ -139,7 +139,10 @@ def test_targets_parse_in_order():
 
 
 def test_the_targets_table_round_trips_through_print_config(capsys, tmp_path):
-    assert all(TuneConfig.preset(name).targets == {} for name in preset_names() if name != "rl-tuner-targets")
+    targeted = {"rl-tuner-targets", "structure-targets"}
+    assert all(TuneConfig.preset(name).targets == {} for name in preset_names() if name not in targeted)
+    assert TuneConfig.preset("structure-targets").targets == {
+        "structure": ">= 0.475", "novelty": ">= 0.104", "copied_notes": "<= 12.12"}
     config = TuneConfig.preset("rl-tuner-targets")
     assert len(config.targets) == 8 and config.targets["rl_tuner/leaps_resolved"] == ">= 0.92"
     assert main(["tune", "--print-config", "--preset", "rl-tuner-targets"]) == 0
