@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.utils import LinearSchedule
 
 from envs.melody import BatchedMelodyVecEnv
 from envs.rewards import theory_config
@@ -220,7 +221,7 @@ class TuneRun:
     def make_model(self, env: BatchedMelodyVecEnv) -> RecurrentPPO:
         c = self.config
         model = RecurrentPPO(
-            PriorPolicy, env, learning_rate=LinearDecay(c.learning_rate) if c.lr_decay else c.learning_rate,
+            PriorPolicy, env, learning_rate=LinearSchedule(c.learning_rate, 0.0, 1.0) if c.lr_decay else c.learning_rate,
             n_steps=c.rollout_steps, batch_size=c.batch_size,
             n_epochs=c.n_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
             ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
@@ -343,18 +344,6 @@ class TuneRun:
             extra=extra,
         )
         return save_model(tuned, self.out, provenance)
-
-
-class LinearDecay:
-    """PPO's learning rate falling linearly from ``start`` to 0 over the run (``lr_decay``): an
-    SB3 schedule of the run's progress remaining (1 at the start, 0 at the end); a class, so a
-    checkpoint pickles and resumes it."""
-
-    def __init__(self, start: float):
-        self.start = float(start)
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.start * max(0.0, float(progress_remaining))
 
 
 def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> RecurrentPPO:
