@@ -19,7 +19,7 @@ from rlmusic.music.targets import target_parts
 from rlmusic.tuning.config import TuneConfig
 from rlmusic.tuning.curves import read_csv
 from rlmusic.tuning.run import TuneRun
-from rlmusic.tuning.target_training import TargetReward, dual_ascent
+from rlmusic.tuning.target_training import TargetReward, dual_ascent, pid_step
 from rlmusic.tuning.targets import parse_targets, plan_projection
 
 KEY = "notes_per_melody"  # a tiny random prior sounds ~15.2 onsets in 16 steps; fewer is one tilt of every step
@@ -57,6 +57,35 @@ def test_dual_ascent_pulls_an_unmet_target_and_relaxes_a_met_one_to_zero():
     half = dual_ascent(np.array([0.5]), np.array([0.6]), np.array([0.5]), [">="], np.array([1.0]), lr=1.0)
     assert half[0] == pytest.approx(0.4) and half[0] > 0  # a met target decays while lambda is above 0
     assert dual_ascent(lam, means, bars, ops, np.ones(5), lr=0.0).tolist() == lam.tolist()
+
+
+def test_pid_step_adds_the_smoothed_gap_and_its_growth_to_the_integral():
+    ops = [">=", "<=", "=="]
+    aims, var = np.array([0.5, 0.0, 2.0]), np.array([0.25, 1.0, 4.0])
+    integral = np.array([1.0, -1.0, 0.3])
+    means = np.array([0.3, 0.1, 2.5])  # ">=" and "<=" unmet, "==" above
+    error = np.array([0.8, -0.1, -0.125])  # (aim - mean) / var
+    lam, new_i, hist = pid_step(integral, [], means, aims, ops, var, ki=0.5)  # kp = kd = 0: dual ascent
+    assert lam.tolist() == new_i.tolist() == dual_ascent(integral, means, aims, ops, var, 0.5).tolist()
+    assert len(hist) == 2 and hist[-1] == pytest.approx(0.1 * error)  # smoothed from 0 with ema 0.9
+    lam, _, hist = pid_step(integral, [], means, aims, ops, var, ki=0.5, kp=2.0, kd=3.0, ema=0.5, delay=1)
+    s1 = 0.5 * error
+    growth = s1  # against 0: each moved away from met (up for ">=", down for "<=")
+    assert lam.tolist() == pytest.approx((new_i + 2.0 * s1 + 3.0 * growth).tolist())
+    # the ">=" target falls further (0.3 -> 0.2); the "<=" improves (0.1 -> 0.02); "==" comes to its aim
+    later = np.array([0.2, 0.02, 2.0])
+    lam2, i2, hist2 = pid_step(new_i, hist, later, aims, ops, var, ki=0.5, kp=2.0, kd=3.0, ema=0.5, delay=1)
+    s2 = 0.5 * s1 + 0.5 * (aims - later) / var
+    d = s2 - s1  # against the smoothed error one refit back (delay 1)
+    assert d[0] > 0 and d[1] > 0  # the "<=" moved toward met: its derivative does not count
+    assert lam2.tolist() == pytest.approx((i2 + 2.0 * s2 + 3.0 * np.array([d[0], 0.0, d[2]])).tolist())
+    assert len(hist2) == 1 and hist2[-1] == pytest.approx(s2)
+    _, _, kept = pid_step(new_i, [s1, s1, s1], later, aims, ops, var, ki=0.5, ema=0.5, delay=3)
+    assert len(kept) == 3 and kept[-1] == pytest.approx(s2)  # the last ``delay`` smoothed errors
+    # met with room: the proportional term may not push lambda past its sign
+    met, _, _ = pid_step(np.array([0.1]), [], np.array([0.9]), np.array([0.5]), [">="], np.array([0.25]),
+                         ki=0.0, kp=50.0, ema=0.0)
+    assert met[0] == 0.0
 
 
 def test_target_reward_pays_lambda_phi_and_hands_over_the_moments():
@@ -151,7 +180,7 @@ def test_lambda_step_decays_to_zero_over_the_run_with_targets_lr_decay():
     assert control.reward.lam.tolist() == lam.tolist()
     control.reward.step(np.array([16.0]), scale=0.5)
     half = control.reward.lam[0] - lam[0]
-    control.reward.lam = lam.copy()
+    control.reward.lam, control.reward.integral = lam.copy(), lam.copy()
     control.reward.step(np.array([16.0]))
     assert half == pytest.approx((control.reward.lam[0] - lam[0]) / 2) and half < 0
 

@@ -79,6 +79,8 @@ class TuneConfig:
     targets_min_ess: float = 100.0  # the plan refuses a projection whose effective sample size is below this
     targets_lr: float = 0.05  # dual ascent of lambda after each rollout, in Newton steps: lambda_i += lr (bar_i - mean_i) / var_i (var_i: the prior's); 0 keeps the plan's lambda
     targets_lr_decay: bool = False  # ppo: lambda's step falls linearly from targets_lr to 0 over the run (lambda settles at the end, and the saved model with it)
+    targets_kp: float = 0.0  # ppo: proportional gain of a PID Lagrangian, in Newton steps: lambda paid is the dual ascent's plus kp (aim_i - mean_i) / var_i of the last rollout (0: dual ascent alone)
+    targets_kd: float = 0.0  # ppo: derivative gain of a PID Lagrangian: plus kd times the growth of that error since the last rollout, where a target moves away from met (0: none)
     targets_margin: float = 0.0  # ppo: lambda's refit aims each inequality this many prior standard deviations of its feature past its bar (the moments settle at the aims, so a model evaluated on fresh melodies clears the bars rather than straddling them); the plan and its floor are the bars' own
     targets_shaping: bool = True  # ppo: pay lambda . phi as each melody grows (the growth of lambda . phi of the melody so far at each step: potential-based, the same return per melody with gamma 1); false: all at its last step
     method: str = "ppo"  # how a targets run trains to the projection: "ppo" (RecurrentPPO, reward lambda . phi, beta 1) or "dpg" (distributional policy gradient, rlmusic.tuning.dpg; needs [targets])
@@ -177,7 +179,8 @@ class TuneConfig:
         if self.diversity_memory < 0:
             raise ValueError(f"diversity_memory must be >= 0, got {self.diversity_memory}")
         for name in WEIGHT_FIELDS + ("beta", "ent_coef", "vf_coef", "eval_every", "checkpoint_every",
-                                     "targets_min_ess", "targets_lr", "targets_margin"):
+                                     "targets_min_ess", "targets_lr", "targets_margin", "targets_kp",
+                                     "targets_kd"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.n_steps is not None and (self.n_steps < 1 or self.n_steps % self.steps):

@@ -239,6 +239,8 @@ class TuneRun:
         meta = {"num_timesteps": n, "beta": self.env.beta, "total_timesteps": self.config.total_timesteps}
         if self.target_reward is not None:  # lambda as refitted so far: a resumed run goes on from it
             meta["lambda"] = self.target_reward.lam.tolist()
+            meta["lambda_integral"] = self.target_reward.integral.tolist()  # the PID's state (kp, kd)
+            meta["lambda_history"] = [h.tolist() for h in self.target_reward.history]
         return save_checkpoint(self.out, self.model, meta)
 
     def evaluate(self, timesteps: int) -> dict[str, Any]:
@@ -282,6 +284,8 @@ class TuneRun:
             self.env.beta = meta["beta"]
             if self.target_reward is not None and meta.get("lambda") is not None:
                 self.target_reward.lam = np.asarray(meta["lambda"], dtype=np.float64)
+                self.target_reward.integral = np.asarray(meta.get("lambda_integral", meta["lambda"]), dtype=np.float64)
+                self.target_reward.history = [np.asarray(h, dtype=np.float64) for h in meta.get("lambda_history", [])]
             self.model._last_obs = self.env.reset()  # checkpoints fall between whole melodies
             self.model._last_episode_starts = np.ones(c.n_envs, dtype=bool)
             rows = [r for r in read_csv(self.out / "metrics.csv") if r.get("timesteps", 0) <= done]

@@ -24,6 +24,15 @@ maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
    Korbak et al. run). Like any integral controller it winds up while the policy lags.
    ``targets_margin`` aims each inequality that many prior sds past its bar (``TargetReward.aims``);
    ``targets_lr_decay`` lets the step fall linearly to 0 over the run (``TargetControl.lr_scale``).
+   ``targets_kp`` and ``targets_kd`` make it a PID Lagrangian (Stooke et al. 2020, "Responsive
+   Safety in Reinforcement Learning by PID Lagrangian Methods"; OmniSafe's ``PIDLagrangian``):
+   the dual ascent above is the integral term, and lambda paid is
+   ``I_i + kp s_i + kd d_i`` (then the same sign clip), with ``s_i`` the rollouts' error
+   ``(aim_i - mean_i) / var_i`` in Newton units, smoothed across rollouts, and ``d_i`` its growth
+   over the last ten refits, counted only when the target is getting further from met
+   (``pid_step``). The proportional term answers a gap without waiting for the integral to
+   wind up; the derivative term answers a
+   feature that starts to fall. Both 0 (the default): plain dual ascent.
 
 ``TargetControl`` logs per rollout ``target/<KEY>`` (the key's figure on the rollout's melodies),
 ``lambda/<KEY>`` (the lambda the rollout was paid with), ``kl_per_step`` (sampled, as
@@ -131,16 +140,49 @@ def dual_ascent(lam: np.ndarray, means: np.ndarray, bars: np.ndarray, ops: Seque
     return np.where(ge, np.maximum(lam, 0.0), np.where(le, np.minimum(lam, 0.0), lam))
 
 
+PID_EMA = 0.9  # the smoothing of the PID's error across rollouts (OmniSafe's EMA alphas are its kind)
+PID_DELAY = 10  # rollouts over which the derivative is taken (OmniSafe's ``pid_d_delay`` default)
+
+
+def pid_step(integral: np.ndarray, history: Sequence[np.ndarray], means: np.ndarray, aims: np.ndarray,
+             ops: Sequence[str], variances: np.ndarray, ki: float, kp: float = 0.0, kd: float = 0.0,
+             ema: float = PID_EMA, delay: int = PID_DELAY) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One refit of a PID Lagrangian, after OmniSafe's ``PIDLagrangian.pid_update``, per target:
+    the integral ``I`` steps by ``dual_ascent`` (gain ``ki``); the rollout's error
+    ``e = (aim - mean) / var`` (Newton units: > 0 asks lambda up) is smoothed,
+    ``s = ema s_prev + (1 - ema) e`` (``s`` starts at 0, so the proportional term ramps in over
+    the first rollouts); the derivative ``d = s - s_delay`` (``s`` of ``delay`` refits ago; 0 at
+    first) counts only where the target moves away from met (up for ">=", down for "<=", both
+    ways for "=="). ``history``: the last ``delay`` values of ``s``, oldest first (empty at the
+    start). Returns ``(lambda, I, history)`` with ``lambda = I + kp s + kd d`` clipped to the
+    target's sign as the integral is."""
+    integral = dual_ascent(integral, means, aims, ops, variances, ki)
+    error = (np.asarray(aims, dtype=np.float64) - np.asarray(means)) / np.asarray(variances)
+    history = [np.asarray(h, dtype=np.float64) for h in history] or [np.zeros_like(error)]
+    smooth = ema * history[-1] + (1.0 - ema) * error
+    growth = smooth - history[0]
+    ge = np.array([op == ">=" for op in ops])
+    le = np.array([op == "<=" for op in ops])
+    growth = np.where(ge, np.maximum(growth, 0.0), np.where(le, np.minimum(growth, 0.0), growth))
+    lam = integral + kp * smooth + kd * growth
+    lam = np.where(ge, np.maximum(lam, 0.0), np.where(le, np.minimum(lam, 0.0), lam))
+    return lam, integral, (history + [smooth])[-max(1, int(delay)):]
+
+
 class TargetReward:
     """The end-of-melody term ``targets = lambda . phi(x)`` of a targets run (a ``FinalReward``),
     holding lambda (from the plan; ``step`` refits it) and the features of the melodies it paid
     since ``take`` last collected them."""
 
-    def __init__(self, plan: TargetPlan, vocab, key: str, corpus=None, lr: float = 0.05, margin: float = 0.0):
+    def __init__(self, plan: TargetPlan, vocab, key: str, corpus=None, lr: float = 0.05, margin: float = 0.0,
+                 kp: float = 0.0, kd: float = 0.0):
         self.plan, self.vocab, self.key, self.corpus, self.lr = plan, vocab, key, corpus, float(lr)
+        self.kp, self.kd = float(kp), float(kd)  # the PID Lagrangian's other gains (0: dual ascent alone)
         self.targets = plan.targets
         self.keys = [t.key for t in self.targets]
         self.lam = np.array(plan.projection.lam, dtype=np.float64)  # (K,) in the features' units
+        self.integral = self.lam.copy()  # the dual ascent's lambda: the PID's integral term
+        self.history: list[np.ndarray] = []  # the PID's smoothed errors of the last refits, oldest first
         self.bars = np.array([t.bar for t in self.targets])
         self.ops = [t.op for t in self.targets]
         sd = np.asarray(plan.prior_sds, dtype=np.float64)
@@ -194,8 +236,12 @@ class TargetReward:
 
     def step(self, means: np.ndarray, scale: float = 1.0) -> np.ndarray:
         """Refit lambda from the linearised features' means (K,) of a rollout, toward the aims
-        (the bars, each inequality ``margin`` prior sds past its own), at ``scale`` times ``lr``."""
-        self.lam = dual_ascent(self.lam, means, self.aims, self.ops, self.variances, self.lr * scale)
+        (the bars, each inequality ``margin`` prior sds past its own): the integral by dual ascent
+        at ``scale`` times ``lr``, plus ``scale`` times the proportional and derivative terms
+        (``pid_step``; with kp = kd = 0 lambda is the integral)."""
+        self.lam, self.integral, self.history = pid_step(
+            self.integral, self.history, means, self.aims, self.ops, self.variances,
+            self.lr * scale, self.kp * scale, self.kd * scale)
         return self.lam
 
 
@@ -222,7 +268,8 @@ def start_targets(run: Any, progress: bool = True) -> TargetReward:
                            progress=progress)
     print(format_plan(plan), flush=True)
     corpus = feature_corpus(plan_keys(plan), c, run.prior_dir, run.prior.vocab)
-    return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr, margin=c.targets_margin)
+    return TargetReward(plan, run.prior.vocab, music_key(c), corpus, lr=c.targets_lr, margin=c.targets_margin,
+                        kp=c.targets_kp, kd=c.targets_kd)
 
 
 def plan_keys(plan: TargetPlan) -> list[str]:
@@ -261,6 +308,8 @@ class TargetControl(BaseCallback):
         for i, t in enumerate(self.reward.targets):
             last[f"target/{t.key}"] = figure(t.key, *parts[t.key])
             last[f"lambda/{t.key}"] = float(self.reward.lam[i])  # what this rollout was paid with
+            if self.reward.kp or self.reward.kd:
+                last[f"lambda_integral/{t.key}"] = float(self.reward.integral[i])  # the PID's I term
         last["kl_floor_per_step"] = self.reward.plan.kl_floor_per_step
         if "kl" in self.kl_control.last:
             last["kl_per_step"] = float(self.kl_control.last["kl"])
