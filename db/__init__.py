@@ -16,6 +16,7 @@ Modules, one concept each:
   queue       models, clips (melodies and harmonies), next_clip / next_pair, list_clips
   ratings     raters, star ratings (+ history), pairwise comparisons
   invites     invite tokens (only their hash stored), researchers, revocation
+  settings    the app's settings other commands read: the public URL invite links use
   bulk        many judgements at once: set-based batches in a fixed lock order
   rows        judgements as plain rows for the reward model, a rating's history
   csvio       ratings CSV import / export
@@ -49,6 +50,7 @@ from db.engine import (
 from db.files import sha256_bytes, sha256_file, under_home, verified_bytes
 from db.invites import (
     invite_rater,
+    invite_raters,
     invite_still_valid,
     invited_names,
     rater_by_invite,
@@ -95,6 +97,7 @@ from db.ratings import (
     rater_count,
 )
 from db.rows import pair_rows, rating_history, star_rows
+from db.settings import check_public_url, public_url, set_public_url
 from db.schema import (
     SchemaOutOfDateError,
     check_schema,
@@ -172,7 +175,11 @@ __all__ = [
     "head_revision",
     "import_ratings",
     "invite_rater",
+    "invite_raters",
     "invite_still_valid",
+    "check_public_url",
+    "public_url",
+    "set_public_url",
     "invited_names",
     "job_points",
     "list_clips",

@@ -35,20 +35,38 @@ def invite_rater(engine: Engine, name: str, *, researcher: bool = False) -> str:
     """Invite ``name`` (created if new): a fresh token, returned once; its hash replaces
     any earlier invite, lifts a revocation and sets the role (``researcher`` or not) to
     what this invite says."""
-    name = check_rater_name(name)
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    digest = token_sha256(token)
+    return invite_raters(engine, [name], researcher=researcher)[check_rater_name(name)]
+
+
+def invite_raters(engine: Engine, names: list[str], *, researcher: bool = False,
+                  tokens: dict[str, str] | None = None) -> dict[str, str]:
+    """Invite every one of ``names`` as ``invite_rater`` does, in one transaction (all of them
+    or, on any error, none); returns name -> token, in the order given. ``tokens``: the tokens
+    to use, by name as given (made by the caller with ``secrets.token_urlsafe(TOKEN_BYTES)``,
+    e.g. to write them somewhere safe before they are stored); default fresh ones.
+    ``ValueError`` for a bad or repeated name, before anything is stored."""
+    checked = [check_rater_name(n) for n in names]
+    keys = [rater_key(n) for n in checked]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a name is given twice: {sorted({k for k in keys if keys.count(k) > 1})}")
+    given = tokens or {}
+    tokens = {check_rater_name(n): given.get(n) or secrets.token_urlsafe(TOKEN_BYTES) for n in names}
+    if any(not isinstance(t, str) or len(t) < 32 for t in tokens.values()):
+        raise ValueError("an invite token must be a string of >= 32 characters (secrets.token_urlsafe(24))")
 
     def work(connection) -> None:
-        rater_id = ensure_raters(connection, [name])[name]
-        connection.execute(
-            update(Rater.__table__)
-            .where(Rater.__table__.c.id == rater_id)
-            .values(invite_sha256=digest, invited_at=utcnow(), revoked_at=None, researcher=bool(researcher))
-        )
+        ids = ensure_raters(connection, checked)
+        now = utcnow()
+        for name in checked:
+            connection.execute(
+                update(Rater.__table__)
+                .where(Rater.__table__.c.id == ids[name])
+                .values(invite_sha256=token_sha256(tokens[name]), invited_at=now, revoked_at=None,
+                        researcher=bool(researcher))
+            )
 
     retrying_connection(engine, work)
-    return token
+    return tokens
 
 
 def revoke_rater(engine: Engine, name: str) -> None:

@@ -378,3 +378,15 @@ class Round(Base):
     tuned_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))  # model it produced
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppSetting(Base):
+    """A setting of the listening app that other commands read (revision 0008): today
+    ``public_url``, the address raters reach the app at, stored by ``rlmusic app`` when it
+    starts so ``rlmusic raters invite`` builds links with it (``db.settings``)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

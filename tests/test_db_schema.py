@@ -30,6 +30,7 @@ TABLES = {
     "studies",
     "study_pairs",
     "workers",
+    "app_settings",
 }
 
 
