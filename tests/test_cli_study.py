@@ -72,6 +72,61 @@ def test_raters_invite_prints_a_link_and_stores_only_a_hash(home, capsys):
     assert "cy" not in {r["name"] for r in db.list_raters(home)}  # refused before anything was stored
 
 
+def test_invite_links_use_the_address_the_app_stored_or_the_one_given(home, capsys):
+    def link() -> str:
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    assert main(["raters", "invite", "dee"]) == 0
+    assert link().startswith("http://127.0.0.1:8501/?invite=")  # nothing stored yet
+    db.set_public_url(home, "https://ratings.example.org")  # as `rlmusic app --public-url` does
+    assert main(["raters", "invite", "dee"]) == 0
+    token = re.fullmatch(r"https://ratings\.example\.org/\?invite=([A-Za-z0-9_-]{32,})", link()).group(1)
+    assert db.rater_by_invite(home, token)["name"] == "dee"
+    assert main(["raters", "invite", "dee", "--public-url", "https://other.example.org:8443/"]) == 0
+    assert link().startswith("https://other.example.org:8443/?invite=")
+    assert main(["raters", "invite", "dee", "--port", "9000"]) == 0
+    assert link().startswith("http://127.0.0.1:9000/?invite=")
+    assert main(["raters", "invite", "dee", "--public-url", "https://x.org", "--port", "9000"]) == 1
+    assert "not both" in one_line_error(capsys, "raters")
+    assert main(["raters", "invite", "eve", "--public-url", "https://x.org/path"]) == 1
+    assert "must not carry a path" in one_line_error(capsys, "raters")
+    assert "eve" not in {r["name"] for r in db.list_raters(home)}  # refused before anything was stored
+
+
+def test_a_batch_of_invites_goes_to_a_private_csv_all_or_none(home, tmp_path, capsys):
+    db.set_public_url(home, "https://ratings.example.org")
+    out = tmp_path / "wave1.csv"
+    assert main(["raters", "invite", "--batch", "3", "--prefix", "wave1", "--csv", str(out)]) == 0
+    assert "invited 3 raters, wave1-001 .. wave1-003" in capsys.readouterr().out
+    assert out.stat().st_mode & 0o777 == 0o600  # the links are the raters' keys
+    rows = list(csv.DictReader(out.open()))
+    assert [r["name"] for r in rows] == ["wave1-001", "wave1-002", "wave1-003"]
+    for r in rows:
+        token = re.fullmatch(r"https://ratings\.example\.org/\?invite=([A-Za-z0-9_-]{32,})", r["link"]).group(1)
+        assert db.rater_by_invite(home, token)["name"] == r["name"]
+    assert len({r["link"] for r in rows}) == 3
+    # a second batch numbers on: the first batch's links still work
+    again = tmp_path / "wave1b.csv"
+    assert main(["raters", "invite", "--batch", "2", "--prefix", "wave1", "--csv", str(again), "--researcher"]) == 0
+    assert [r["name"] for r in csv.DictReader(again.open())] == ["wave1-004", "wave1-005"]
+    assert db.rater_by_invite(home, re.search(r"invite=(\S+)", rows[0]["link"]).group(1)) is not None
+    before = {r["name"] for r in db.list_raters(home)}
+    for argv, message in [
+        (["--batch", "2", "--prefix", "wave1", "--csv", str(out)], "exists: it may hold working links"),
+        (["--batch", "2", "--prefix", "bad prefix", "--csv", str(tmp_path / "n.csv")], "--prefix 'bad prefix'"),
+        (["--batch", "0", "--prefix", "w", "--csv", str(tmp_path / "n.csv")], "--batch must be 1..10,000"),
+        (["--batch", "2", "--csv", str(tmp_path / "n.csv")], "needs --prefix P"),
+        (["ann", "--batch", "2", "--prefix", "w", "--csv", str(tmp_path / "n.csv")], "not both"),
+        (["--batch", "2", "--prefix", "w", "--csv", str(tmp_path / "no" / "n.csv")], "no folder"),
+        (["zed", "--csv", str(tmp_path / "n.csv")], "go with --batch"),
+    ]:
+        assert main(["raters", "invite", *argv]) == 1, argv
+        assert message in one_line_error(capsys, "raters"), argv
+    assert {r["name"] for r in db.list_raters(home)} == before  # nothing stored
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".csv" or ".tmp" in p.name) == \
+        ["wave1.csv", "wave1b.csv"]  # nor any file left behind
+
+
 def judge(pairs: list[dict], rater: str, right_on_gold: bool, prefer_a: list[bool]) -> list[list]:
     """Pairwise CSV rows of ``rater`` for every pair, given in the pair's screen order."""
     rows = []
