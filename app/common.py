@@ -55,6 +55,12 @@ WRITE_TIMEOUT_S = 5.0  # longest a submit waits for another writer before asking
 AUDIO_TIMEOUT_S = 1.0  # recording where freshly rendered audio is waits at most this long
 
 log = logging.getLogger("rlmusic.app")
+if not log.handlers:  # the server's log (stderr of `rlmusic app`): who came in, by name, never a token
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s rlmusic.app %(levelname)s %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 @st.cache_resource(show_spinner=False)
@@ -111,6 +117,7 @@ def viewer(eng) -> Viewer | None:
                 st.query_params[INVITE_PARAM] = let_in["token"]  # page links drop it; a reload needs it
             return Viewer(let_in["name"], let_in["researcher"])
         _forget_session()  # revoked or replaced meanwhile
+        log.info("invite no longer valid: %r was let out (revoked or replaced)", let_in["name"])
         st.session_state[REFUSED_KEY] = True
     token = st.query_params.get(INVITE_PARAM)
     if token:
@@ -119,7 +126,11 @@ def viewer(eng) -> Viewer | None:
             st.session_state[INVITE_KEY] = {**found, "token": token}
             st.session_state[RATER_KEY] = found["name"]
             st.session_state.pop(REFUSED_KEY, None)
+            log.info("invite accepted: %s %r came in", "researcher" if found["researcher"] else "rater",
+                     found["name"])
             return Viewer(found["name"], found["researcher"])
+        if not st.session_state.get(REFUSED_KEY):
+            log.info("invite refused: not a current invite (mistyped, replaced or revoked)")
         st.session_state[REFUSED_KEY] = True
     return None
 

@@ -97,7 +97,6 @@ from db.ratings import (
     rater_count,
 )
 from db.rows import pair_rows, rating_history, star_rows
-from db.settings import check_public_url, public_url, set_public_url
 from db.schema import (
     SchemaOutOfDateError,
     check_schema,
@@ -106,6 +105,7 @@ from db.schema import (
     head_revision,
     upgrade,
 )
+from db.settings import check_public_url, public_url, set_public_url
 from db.studies import (
     ServedPair,
     check_study_name,

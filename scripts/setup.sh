@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs everything rlmusic needs on a fresh machine:
 # Debian packages (FluidSynth + a General MIDI soundfont, Chromium for the browser
-# tests) when we are root, torch pinned to the local CPU wheel, then the package
+# tests, nginx and openssl for the TLS proxy in front of the app, docs/deploy.md) when we are root, torch pinned to the local CPU wheel, then the package
 # with its dev extras, every Python package at the version the lock (constraints.txt,
 # rewritten by `make lock`) names, so a fresh machine, CI and a developer's venv run the
 # same versions. Idempotent: a second run only checks.
@@ -21,7 +21,7 @@ case "$TORCH_VARIANT" in
   cpu|cuda) ;;
   *) echo "setup: RLMUSIC_TORCH must be cpu or cuda, got '$TORCH_VARIANT'" >&2; exit 1 ;;
 esac
-DEBS="fluidsynth fluid-soundfont-gm chromium"
+DEBS="fluidsynth fluid-soundfont-gm chromium nginx openssl"
 
 missing=""
 for p in $DEBS; do
@@ -36,7 +36,7 @@ if [ -n "$missing" ]; then
   else
     echo "setup: WARNING: Debian packages missing and not root:$missing" >&2
     echo "setup: audio falls back to pretty_midi's bundled soundfont via pyfluidsynth;" >&2
-    echo "setup: browser tests need /usr/bin/chromium." >&2
+    echo "setup: browser tests need /usr/bin/chromium, the proxy test nginx and openssl." >&2
   fi
 fi
 

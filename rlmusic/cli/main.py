@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "raters": ("raters", "invite raters (a link; --researcher), revoke them, list them"),
     "study": ("study", "blind A/B studies between two models: create (with gold checks), pairs, report"),
     "app": ("app", "serve the Streamlit listening app"),
+    "deploy": ("deploy", "the nginx site file that serves the app to raters elsewhere, behind TLS"),
     "harmonize": ("harmonize", "four-voice harmonisation of a melody (soprano kept) with its voice-leading report"),
     "revise": ("revise", "regenerate a span of a melody (or of one voice of a harmonisation), keep the rest"),
     "harmony": ("harmony", "four-voice chorale corpus, train and evaluate harmony models"),
