@@ -25,7 +25,8 @@ Modules, one concept each:
   workers     workers announce themselves: register, heartbeat (the job they run), stopped,
               the live ones
   dashboard   counts, per-model means with CIs, activity per day, inter-rater agreement
-  studies     blind A/B studies: pairs, sides, gold checks, the next pair, the report
+  studies     blind A/B studies: pairs, sides, gold checks, the next pair, the report,
+              completion codes of raters who judged every pair
   study_stats a study's win rate, Wilson interval, sign test, Krippendorff's alpha
   dataset     every judgement with its clips' tokens, model, round and study (JSON lines)
 """
@@ -109,12 +110,14 @@ from db.settings import check_public_url, public_url, set_public_url
 from db.studies import (
     ServedPair,
     check_study_name,
+    completions_of,
     create_study,
     get_study,
     gold_comparison_ids,
     gold_record,
     list_studies,
     next_study_pair,
+    study_completions,
     study_pairs,
     study_report,
     study_rows,
@@ -153,6 +156,7 @@ __all__ = [
     "claim_job",
     "clips_of_model",
     "create_job",
+    "completions_of",
     "create_study",
     "current_revision",
     "database_url",
@@ -222,6 +226,7 @@ __all__ = [
     "star_rows",
     "stats",
     "study_pairs",
+    "study_completions",
     "study_report",
     "study_rows",
     "under_home",

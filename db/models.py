@@ -287,6 +287,22 @@ class StudyPair(Base):
     pair_hi: Mapped[int] = mapped_column(Integer)  # max(clip_a_id, clip_b_id)
 
 
+class StudyCompletion(Base):
+    """A rater who has judged every pair of a study (revision 0009), with the completion code
+    the Compare page showed them (unique; a recruiting platform asks raters for it) and when.
+    Made once, the first time the page finds the study's pairs all judged; shown again on every
+    later visit; ``rlmusic study report`` lists them."""
+
+    __tablename__ = "study_completions"
+    __table_args__ = (UniqueConstraint("study_id", "rater_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Job(Base):
     """A job (tuning, a feedback round, generation, a sweep's trial) and how it went.
 

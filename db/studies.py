@@ -22,7 +22,17 @@ from sqlalchemy.orm import Session, aliased
 
 from db.checks import rater_key
 from db.engine import retrying, session_scope
-from db.models import STUDY_NAME_MAX, Clip, Comparison, Model, Rater, Study, StudyPair
+from db.models import (
+    STUDY_NAME_MAX,
+    Clip,
+    Comparison,
+    Model,
+    Rater,
+    Study,
+    StudyCompletion,
+    StudyPair,
+    utcnow,
+)
 from db.queue import ClipInfo, _clip_info
 from db.study_stats import MAX_GOLD_FAIL, gold_counts, summarise
 
@@ -207,3 +217,66 @@ def gold_record(engine: Engine) -> dict[str, dict[str, int]]:
 def gold_comparison_ids(engine: Engine) -> set[int]:
     """Ids of the comparisons that are gold checks (attention, not taste)."""
     return {row["comparison_id"] for row in study_rows(engine) if row["gold"]}
+
+
+# ----------------------------------------------------------------------------- completions
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed
+CODE_LENGTH = 10  # 50 random bits: a code cannot be guessed for another rater
+
+
+def _new_code() -> str:
+    import secrets
+
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def _unrecorded_completions(session: Session, rater_id: int) -> list[int]:
+    """Ids of the studies (with pairs) whose every pair the rater has judged, with no completion yet."""
+    judged = exists().where(Comparison.rater_id == rater_id, Comparison.pair_lo == StudyPair.pair_lo,
+                            Comparison.pair_hi == StudyPair.pair_hi)
+    open_pair = exists().where(StudyPair.study_id == Study.id, ~judged)
+    has_pairs = exists().where(StudyPair.study_id == Study.id)
+    recorded = exists().where(StudyCompletion.study_id == Study.id, StudyCompletion.rater_id == rater_id)
+    return list(session.scalars(select(Study.id).where(has_pairs, ~open_pair, ~recorded).order_by(Study.id)))
+
+
+def completions_of(engine: Engine, rater: str) -> list[dict[str, Any]]:
+    """The studies ``rater`` has finished, each ``{"study", "code", "completed_at"}`` (oldest
+    first). A study whose pairs ``rater`` has now all judged gets its completion code here, once:
+    the first call that finds it complete stores a fresh unique code (a read alone otherwise);
+    later calls return the same code."""
+    key = rater_key(rater)
+    with session_scope(engine) as session:
+        rater_id = session.scalar(select(Rater.id).where(Rater.name == key))
+        if rater_id is None:
+            return []
+        new = _unrecorded_completions(session, rater_id)
+    if new:
+        def work(session: Session) -> None:  # run again on a conflict: a second tab's row is then seen
+            for study_id in _unrecorded_completions(session, rater_id):
+                session.add(StudyCompletion(study_id=study_id, rater_id=rater_id, code=_new_code(),
+                                            completed_at=utcnow()))
+            session.flush()
+
+        retrying(engine, work)
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(Study.name, StudyCompletion.code, StudyCompletion.completed_at)
+            .join(Study, Study.id == StudyCompletion.study_id)
+            .where(StudyCompletion.rater_id == rater_id).order_by(StudyCompletion.completed_at, StudyCompletion.id))
+        return [{"study": name, "code": code, "completed_at": at} for name, code, at in rows]
+
+
+def study_completions(engine: Engine, name: str) -> list[dict[str, Any]]:
+    """Who finished study ``name``: ``{"rater", "code", "completed_at"}`` each, in order of
+    completion (a rater is listed once ``completions_of`` has seen them finish: the Compare page
+    asks on every visit)."""
+    study = get_study(engine, name)
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(Rater.name, StudyCompletion.code, StudyCompletion.completed_at)
+            .join(Rater, Rater.id == StudyCompletion.rater_id)
+            .where(StudyCompletion.study_id == study["id"]).order_by(StudyCompletion.completed_at, StudyCompletion.id))
+        return [{"rater": r, "code": c, "completed_at": at} for r, c, at in rows]

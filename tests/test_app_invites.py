@@ -6,6 +6,8 @@ rater."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import ROOT, TIMEOUT, app_database, enqueue, page, real_clips, texts
@@ -157,6 +159,39 @@ def test_compare_serves_the_study_blind_and_records_a_gold_failure(engine):
     assert report["gold_failures"] == {"eve": 1} and (report["wins_a"], report["wins_b"]) == (0, 1)
     left, right = at.session_state["compare_pair"]
     assert (left.id, right.id) == (ca[1], cb[1])
+
+
+def completion_codes(at: AppTest) -> list[str]:
+    return [m.group(1) for m in (re.search(r"completion code is \*\*([A-Z2-9]{5}-[A-Z2-9]{5})\*\*", e.value)
+                                 for e in at.success) if m]
+
+
+def test_judging_every_study_pair_shows_a_completion_code_kept_for_the_rater(engine, capsys):
+    enqueue(engine, n=2, name="other")
+    ca, cb, broken = blind_study(engine)
+    eve, fay = db.invite_rater(engine, "eve"), db.invite_rater(engine, "fay")
+    at = visit("compare", eve)
+    for _ in range(2):
+        assert completion_codes(at) == []  # not before the last pair
+        at.button(key="prefer_b").click().run()
+    assert db.study_completions(engine, "blind") == []
+    at.button(key="prefer_b").click().run()  # the study's third and last pair
+    [code] = completion_codes(at)
+    assert db.completions_of(engine, "eve")[0]["code"] == code
+    left, right = at.session_state["compare_pair"]
+    study_pairs = [{ca[0], cb[0]}, {ca[1], broken}, {ca[1], cb[1]}]
+    assert {left.id, right.id} not in study_pairs  # the study's pairs are never served again
+    again = visit("compare", eve)  # eve comes back in a new session: the same code
+    assert completion_codes(again) == [code]
+    assert completion_codes(visit("compare", fay)) == []  # fay has judged nothing: no code
+    [done] = db.study_completions(engine, "blind")
+    assert (done["rater"], done["code"]) == ("eve", code)
+    from rlmusic.cli.main import main
+
+    assert main(["study", "report", "blind"]) == 0
+    out = capsys.readouterr().out
+    assert "completed (every pair judged, code shown on the Compare page): 1 raters" in out
+    assert re.search(rf"\n  eve  {code}  \d{{4}}-\d\d-\d\d \d\d:\d\d UTC", out)
 
 
 def test_the_dashboard_shows_each_study(engine):

@@ -31,6 +31,7 @@ TABLES = {
     "study_pairs",
     "workers",
     "app_settings",
+    "study_completions",
 }
 
 

@@ -6,6 +6,7 @@ the full export."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import inspect, text
@@ -95,6 +96,27 @@ def test_study_pairs_are_served_first_on_their_side_and_broken_clips_never_alone
     while (pair := db.next_pair(engine, "cy")) is not None:
         assert broken not in (pair[0].id, pair[1].id)
         db.add_comparison(engine, "cy", pair[0].id, pair[1].id, "tie")
+
+
+def test_a_rater_who_judged_every_pair_gets_one_unique_completion_code(engine, make_clips):
+    make_study(engine, make_clips, name="s1", n=2, gold=0)
+    assert db.completions_of(engine, "ann") == [] and db.completions_of(engine, "nobody") == []
+    first = db.next_study_pair(engine, "ann")
+    db.add_comparison(engine, "ann", first.left.id, first.right.id, "a")
+    assert db.completions_of(engine, "ann") == []  # one pair still open
+    last = db.next_study_pair(engine, "ann")
+    db.add_comparison(engine, "ann", last.left.id, last.right.id, "tie")
+    [done] = db.completions_of(engine, "ann")
+    assert done["study"] == "s1" and re.fullmatch(r"[A-Z2-9]{5}-[A-Z2-9]{5}", done["code"])
+    assert db.completions_of(engine, "ann") == [done]  # asked again: the same code, no second row
+    for pair in (first, last):  # bob judges the same pairs: his own code
+        db.add_comparison(engine, "bob", pair.left.id, pair.right.id, "b")
+    [bobs] = db.completions_of(engine, "bob")
+    assert bobs["code"] != done["code"]
+    assert [(c["rater"], c["code"]) for c in db.study_completions(engine, "s1")] == [
+        ("ann", done["code"]), ("bob", bobs["code"])]
+    with pytest.raises(ValueError, match="no study"):
+        db.study_completions(engine, "nope")
 
 
 def test_create_study_refuses_what_is_not_a_blind_pair(engine, make_clips):

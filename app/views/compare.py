@@ -2,7 +2,10 @@
 
 A blind A/B study's pairs come first (``db.next_study_pair``), each on the side the study
 drew for it; then any two clips of the same length. Nothing on the page tells which model
-made a clip, nor which pair is an attention check.
+made a clip, nor which pair is an attention check. A rater who has judged every pair of a
+study sees their completion code for it at the top of the page, the same code whenever they
+come back (``db.completions_of``; ``rlmusic study report`` lists who finished); a study's pairs
+are never served twice.
 """
 
 import streamlit as st
@@ -16,6 +19,11 @@ CHOICES = {"a": "A is better", "b": "B is better", "tie": "About the same"}
 eng = common.engine()
 rater = common.rater(eng, "Which do you prefer?")
 common.show_flash()
+
+for i, done in enumerate(db.completions_of(eng, rater), 1):  # made once, the first time a study is all judged
+    st.success(f"Study {i} complete: you have judged all of its pairs, thank you. Your completion code is "
+               f"**{done['code']}** (give it where you were asked to; it stays here when you come back).",
+               icon=":material/task_alt:")
 
 pair = st.session_state.get(SERVED)
 if pair is None:

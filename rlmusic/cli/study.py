@@ -12,7 +12,8 @@ judge them on the Compare page (or their judgements come from ``rlmusic ratings 
 The same name, models, sizes and seed give the same clips, sides and order.
 
 ``study pairs NAME --out F.csv`` writes ``clip_a,clip_b`` (clip_a from model A);
-``study report NAME [--json F]`` prints the win rate of A with its interval, the sign
+``study report NAME [--json F]`` lists the raters who judged every pair (their completion
+codes, as the Compare page showed them) after the win rate of A with its interval, the sign
 test, agreement and the gold checks (``db/study_stats.py``), and writes them as JSON.
 """
 
@@ -202,9 +203,14 @@ def report(args: argparse.Namespace) -> int:
     from rlmusic.fileio import write_json
 
     limit = db.MAX_GOLD_FAIL if args.max_gold_fail is None else args.max_gold_fail
-    result = db.study_report(engine(args), args.name, max_gold_fail=limit)
+    eng = engine(args)
+    result = db.study_report(eng, args.name, max_gold_fail=limit)
+    done = db.study_completions(eng, args.name)
+    result["completions"] = [{**c, "completed_at": c["completed_at"].isoformat()} for c in done]
     for line in report_lines(result):
         print(line)
+    print(f"completed (every pair judged, code shown on the Compare page): {len(done)} raters"
+          + "".join(f"\n  {c['rater']}  {c['code']}  {c['completed_at']:%Y-%m-%d %H:%M} UTC" for c in done))
     if args.json:
         write_json(args.json, result)
         print(f"study report: wrote {args.json}")
