@@ -7,7 +7,7 @@ The schema changes only through Alembic migrations (``alembic/versions``); a tes
 Reading order follows the rating loop: who rates (raters), what produced the clips
 (models), the clips, the two kinds of human judgement (star ratings with their history,
 pairwise comparisons), then the training side (fine-tuning jobs, the workers that run
-them, rounds).
+them, rounds); the app's settings table is ``db.settings.AppSetting``.
 
 Two counters are denormalised on ``clips`` (``n_ratings``, ``n_comparisons``): they are
 what makes ``next_clip`` an index walk instead of an aggregate over every rating. They are
@@ -288,10 +288,8 @@ class StudyPair(Base):
 
 
 class StudyCompletion(Base):
-    """A rater who has judged every pair of a study (revision 0009), with the completion code
-    the Compare page showed them (unique; a recruiting platform asks raters for it) and when.
-    Made once, the first time the page finds the study's pairs all judged; shown again on every
-    later visit; ``rlmusic study report`` lists them."""
+    """A rater who judged every pair of a study, with the unique completion code the Compare
+    page showed them (revision 0009; ``db.studies.completions_of``)."""
 
     __tablename__ = "study_completions"
     __table_args__ = (UniqueConstraint("study_id", "rater_id"),)
@@ -395,14 +393,3 @@ class Round(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-class AppSetting(Base):
-    """A setting of the listening app that other commands read (revision 0008): today
-    ``public_url``, the address raters reach the app at, stored by ``rlmusic app`` when it
-    starts so ``rlmusic raters invite`` builds links with it (``db.settings``)."""
-
-    __tablename__ = "app_settings"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

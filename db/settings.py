@@ -10,15 +10,26 @@ is served at the root of its address).
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.engine import retrying, session_scope
-from db.models import AppSetting, utcnow
+from db.models import Base, utcnow
 
 PUBLIC_URL = "public_url"
+
+
+class AppSetting(Base):
+    """A setting other commands read (revision 0008), by key: today ``public_url``."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def check_public_url(url: str) -> str:

@@ -123,6 +123,9 @@ FORBIDDEN = {
     "rlmusic.feedback": ("rlmusic.jobs", "rlmusic.cli", "db", "app"),
     # jobs: runs tuning, rounds' parts and generation, records in db; the CLI sits above it
     "rlmusic.jobs": ("rlmusic.cli", "app"),
+    # deploy: the proxy's site file; the public URL's rule is db's (db.settings)
+    "rlmusic.deploy": ("rlmusic.models", "rlmusic.tuning", "rlmusic.feedback", "rlmusic.evaluation", "rlmusic.jobs",
+                       "rlmusic.cli", "envs", "app"),
     "db": ("rlmusic", "envs", "app"),
     "app": ("rlmusic.tuning", "rlmusic.feedback", "rlmusic.models.pretrain", "rlmusic.models.vae_train",
             "rlmusic.harmony.train", "rlmusic.jobs", "rlmusic.cli", "envs"),
