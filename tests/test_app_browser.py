@@ -117,29 +117,44 @@ def server(tmp_path_factory):
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"rlmusic app exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rlmusic app did not answer in {STARTUP_S}s:\n{log.read_text()}")
-            time.sleep(0.25)
+        wait_served(proc, healthy, STARTUP_S, "rlmusic app", lambda: log.read_text())
         yield Server(base, engine, tokens, log, invites, study)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
         db.dispose_engine(url)
+
+
+def wait_served(proc: subprocess.Popen, ready, timeout_s: float, what: str, output) -> None:
+    """Until ``ready()`` is true (an ``OSError`` counts as not yet); fails the test, with
+    ``output()``, when ``proc`` exits or ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{output()}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer in {timeout_s}s:\n{output()}")
+        time.sleep(0.25)
+
+
+def stop(proc: subprocess.Popen, wait_s: float = 15) -> None:
+    """Terminate ``proc``, killing it when it does not end in ``wait_s``."""
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +27,9 @@ from test_app_browser import (  # noqa: F401 - the fixtures: the app as a subpro
     rate,
     refused,
     server,
-    shown_clip,
+    stop,
     wait_idle,
+    wait_served,
 )
 
 import db
@@ -93,29 +93,16 @@ def proxy(server, tmp_path_factory):  # noqa: F811 - the app fixture imported ab
     conf.write_text(MAIN_CONF.format(root=root, site=site))
     checked = subprocess.run([NGINX, "-t", "-p", str(root), "-c", str(conf)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    proc = subprocess.Popen([NGINX, "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = root / "nginx.out"
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen([NGINX, "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
+                                stdout=sink, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nginx exited with {proc.returncode}: {proc.stderr.read()}")
-            try:
-                if get(https_port, "/_stcore/health", tls=True).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nginx did not proxy the app in {STARTUP_S}s: {(root / 'nginx-main.log').read_text()}")
-            time.sleep(0.25)
+        wait_served(proc, lambda: get(https_port, "/_stcore/health", tls=True).status == 200, STARTUP_S,
+                    "nginx", lambda: "".join(f.read_text() for f in (out, root / "nginx-main.log") if f.exists()))
         yield Proxy(public, http_port, https_port, root / "access.log", root / "error.log")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, 10)
 
 
 def get(port: int, path: str, tls: bool) -> http.client.HTTPResponse:
