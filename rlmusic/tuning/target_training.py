@@ -31,8 +31,8 @@ maximises ``E_pi[lambda . phi] - KL(pi || prior)``, whose optimum is
    ``(aim_i - mean_i) / var_i`` in Newton units, smoothed across rollouts, and ``d_i`` its growth
    over the last ten refits, counted only when the target is getting further from met
    (``pid_step``). The proportional term answers a gap without waiting for the integral to
-   wind up; the derivative term answers a
-   feature that starts to fall. Both 0 (the default): plain dual ascent.
+   wind up; the derivative term answers a feature that starts to fall. Both 0 (the default):
+   plain dual ascent.
 
 ``TargetControl`` logs per rollout ``target/<KEY>`` (the key's figure on the rollout's melodies),
 ``lambda/<KEY>`` (the lambda the rollout was paid with), ``kl_per_step`` (sampled, as
