@@ -176,13 +176,16 @@ def test_judging_every_study_pair_shows_a_completion_code_kept_for_the_rater(eng
         at.button(key="prefer_b").click().run()
     assert db.study_completions(engine, "blind") == []
     at.button(key="prefer_b").click().run()  # the study's third and last pair
-    [code] = completion_codes(at)
+    [code] = completion_codes(at)  # the completion page: the code and nothing to judge
     assert db.completions_of(engine, "eve")[0]["code"] == code
-    left, right = at.session_state["compare_pair"]
+    assert "compare_pair" not in at.session_state and not any(b.key.startswith("prefer_") for b in at.button)
+    again = visit("compare", eve)  # eve comes back in a new session: the same code, still nothing to judge
+    assert completion_codes(again) == [code] and "compare_pair" not in again.session_state
+    again.button(key="compare_more").click().run()  # she chooses to go on: clips outside the study
+    left, right = again.session_state["compare_pair"]
     study_pairs = [{ca[0], cb[0]}, {ca[1], broken}, {ca[1], cb[1]}]
     assert {left.id, right.id} not in study_pairs  # the study's pairs are never served again
-    again = visit("compare", eve)  # eve comes back in a new session: the same code
-    assert completion_codes(again) == [code]
+    assert completion_codes(again) == [code]  # the code stays on the page
     assert completion_codes(visit("compare", fay)) == []  # fay has judged nothing: no code
     [done] = db.study_completions(engine, "blind")
     assert (done["rater"], done["code"]) == ("eve", code)

@@ -4,8 +4,9 @@ A blind A/B study's pairs come first (``db.next_study_pair``), each on the side 
 drew for it; then any two clips of the same length. Nothing on the page tells which model
 made a clip, nor which pair is an attention check. A rater who has judged every pair of a
 study sees their completion code for it at the top of the page, the same code whenever they
-come back (``db.completions_of``; ``rlmusic study report`` lists who finished); a study's pairs
-are never served twice.
+come back (``db.completions_of``; ``rlmusic study report`` lists who finished); once no study
+pair is left for them the page is the completion page (the code, nothing to judge) until they
+choose to compare more clips; a study's pairs are never served twice.
 """
 
 import streamlit as st
@@ -20,7 +21,9 @@ eng = common.engine()
 rater = common.rater(eng, "Which do you prefer?")
 common.show_flash()
 
-for i, done in enumerate(db.completions_of(eng, rater), 1):  # made once, the first time a study is all judged
+MORE = "compare_more"  # session_state: after the completion page, the rater chose to compare more clips
+completed = db.completions_of(eng, rater)  # a code is made once, the first time a study is all judged
+for i, done in enumerate(completed, 1):
     st.success(f"Study {i} complete: you have judged all of its pairs, thank you. Your completion code is "
                f"**{done['code']}** (give it where you were asked to; it stays here when you come back).",
                icon=":material/task_alt:")
@@ -28,6 +31,12 @@ for i, done in enumerate(db.completions_of(eng, rater), 1):  # made once, the fi
 pair = st.session_state.get(SERVED)
 if pair is None:
     study_pair = db.next_study_pair(eng, rater)
+    if study_pair is None and completed and not st.session_state.get(MORE):  # the completion page
+        st.caption("Your judgements are saved; you may close this page.")
+        if st.button("Compare more clips", key="compare_more"):
+            st.session_state[MORE] = True
+            st.rerun()
+        st.stop()
     pair = (study_pair.left, study_pair.right) if study_pair is not None else db.next_pair(eng, rater)
     if pair is None:
         common.empty_queue(
