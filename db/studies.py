@@ -13,6 +13,7 @@ comparisons table (``study_rows``, ``study_report``; statistics in ``db/study_st
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -226,8 +227,6 @@ CODE_LENGTH = 10  # 50 random bits: a code cannot be guessed for another rater
 
 
 def _new_code() -> str:
-    import secrets
-
     raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     return f"{raw[:5]}-{raw[5:]}"
 

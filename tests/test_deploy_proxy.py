@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import stop, wait_served
 from test_app_browser import (  # noqa: F401 - the fixtures: the app as a subprocess, Chromium
     ACTION_MS,
     browser,
@@ -27,9 +28,7 @@ from test_app_browser import (  # noqa: F401 - the fixtures: the app as a subpro
     rate,
     refused,
     server,
-    stop,
     wait_idle,
-    wait_served,
 )
 
 import db

@@ -64,6 +64,13 @@ def check_host(host: str) -> str:
     return text
 
 
+def check_port(port: int) -> int:
+    """``port``, or ``ValueError`` naming it when it is not 1..65535."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {port}")
+    return port
+
+
 def default_public_url(host: str, port: int) -> str:
     """``http://HOST:PORT``; for a wildcard host (0.0.0.0, ::) this machine's name instead."""
     if host in ("0.0.0.0", "::", "[::]"):
@@ -75,8 +82,7 @@ def default_public_url(host: str, port: int) -> str:
 
 def streamlit_command(port: int, host: str = DEFAULT_HOST) -> list[str]:
     """The command line that serves the app on ``host:port``."""
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port must be 1..65535, got {port}")
+    check_port(port)
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN),
         "--server.address", check_host(host),

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-from rlmusic.cli.app import DEFAULT_HOST, DEFAULT_PORT
+from rlmusic.cli.app import DEFAULT_HOST, DEFAULT_PORT, check_host, check_port, default_public_url
 from rlmusic.cli.db import add_url
 
 BATCH_MAX = 10_000  # raters in one --batch
@@ -64,15 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_url(listing)
 
 
-def invite_link(host: str, port: int, token: str) -> str:
-    """``http://HOST:PORT/?invite=TOKEN``."""
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port must be 1..65535, got {port}")
-    if not host or any(c in host for c in "/?#@ "):
-        raise ValueError(f"host {host!r} is not a host name or address")
-    return f"http://{host}:{port}/?{urlencode({'invite': token})}"
-
-
 def public_link(public_url: str, token: str) -> str:
     """``PUBLIC_URL/?invite=TOKEN`` (``public_url`` as ``db.check_public_url`` returns it)."""
     return f"{public_url}/?{urlencode({'invite': token})}"
@@ -87,9 +78,8 @@ def link_base(args: argparse.Namespace, engine) -> str:
             raise ValueError("give --public-url or --host/--port, not both")
         return db.check_public_url(args.public_url)
     if args.host is not None or args.port is not None:
-        host, port = args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port
-        invite_link(host, port, "check")  # a bad host or port fails before anything is stored
-        return db.check_public_url(f"http://{host}:{port}")
+        port = check_port(DEFAULT_PORT if args.port is None else args.port)
+        return db.check_public_url(default_public_url(check_host(args.host or DEFAULT_HOST), port))
     return db.public_url(engine) or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
