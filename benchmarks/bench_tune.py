@@ -1,13 +1,16 @@
-"""Throughput of the tuning loop (env steps/s) at T = 32, 64, 128.
+"""Throughput of the tuning loop (env steps/s) at T = 32, 64, 128, 256.
 
 Setting: a default-size prior (2x256 LSTM, embed 64, random weights: speed does not
 depend on them), 16 envs in ``BatchedMelodyVecEnv``, RecurrentPPO with 4 epochs,
 rollouts of 128 steps per env, minibatches of 512, no theory reward (``--theory`` adds it).
 
 Compares, in the same run:
-- ``stock``: the same policy with sb3-contrib's ``_process_sequence`` (the LSTM stepped
-  one time step at a time in Python whenever a minibatch holds an episode start);
-- ``ours``: ``PriorPolicy`` (one LSTM call per minibatch, see ``rlmusic.policy``);
+- ``stock``: stock sb3-contrib: ``RecurrentPPO`` and its buffer (minibatches of consecutive
+  steps, sequences padded), the same policy with sb3-contrib's ``_process_sequence`` (the
+  LSTM stepped one time step at a time in Python whenever a minibatch holds an episode start);
+- ``ours``: what ``rlmusic tune`` runs: ``MelodyPPO`` (minibatches of whole melodies, see
+  ``rlmusic.tuning.ppo``) and ``PriorPolicy`` (one LSTM call per minibatch, see
+  ``rlmusic.tuning.policy``);
 - ``bare``: a plain torch loop doing the same LSTM arithmetic: per rollout step the
   policy, critic and prior forwards for 16 melodies; per update the actor and critic
   over whole melodies in minibatches, backward and Adam, 4 epochs.
@@ -34,6 +37,7 @@ from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from envs.melody import BatchedMelodyVecEnv
 from rlmusic.models.lstm import MelodyLSTM, ModelConfig
 from rlmusic.tuning.policy import PriorPolicy
+from rlmusic.tuning.ppo import MelodyPPO
 
 N_ENVS, N_STEPS, BATCH, EPOCHS = 16, 128, 512, 4
 
@@ -55,7 +59,8 @@ def tuning_rate(policy_cls, prior: MelodyLSTM, steps: int, rollouts: int, theory
     prior = prior.to(device)
     env = BatchedMelodyVecEnv(prior, n_envs=n_envs, steps=steps, theory_reward=theory_reward, device=device)
     n_steps = n_steps or steps * max(1, N_STEPS // steps)
-    model = RecurrentPPO(policy_cls, env, n_steps=n_steps, batch_size=batch, n_epochs=EPOCHS, learning_rate=1e-5,
+    algo = RecurrentPPO if policy_cls is StockPriorPolicy else MelodyPPO
+    model = algo(policy_cls, env, n_steps=n_steps, batch_size=batch, n_epochs=EPOCHS, learning_rate=1e-5,
                          policy_kwargs={"prior_config": asdict(prior.config)}, seed=0, device=device)
     model.policy.load_prior(prior)
     per_rollout = n_steps * n_envs
@@ -135,7 +140,7 @@ def bare_rate(prior: MelodyLSTM, steps: int, rollouts: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--rollouts", type=int, default=2, help="timed rollouts (+1 warm-up) per setting")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--theory", action="store_true", help="include the theory reward in the env")

@@ -62,6 +62,31 @@ def test_sampling_is_seeded_and_respects_primer_and_top_k():
     assert (greedy == greedy[0]).all()
 
 
+def test_sampling_log_probs_are_the_forwards_and_give_the_same_kl():
+    """The log-probabilities sampling returns are what a teacher-forced forward over the sampled
+    melodies gives (at the temperature), and the exact KL computed from them is the same."""
+    from rlmusic.evaluation.table import exact_kl
+
+    m, prior = tiny(), tiny()
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    plain = m.sample(6, 24, temperature=0.7, generator=torch.Generator().manual_seed(4))
+    tokens, log_probs = m.sample(6, 24, temperature=0.7, generator=torch.Generator().manual_seed(4),
+                                 return_log_probs=True)
+    assert torch.equal(tokens, plain) and log_probs.shape == (6, 24, m.vocab.size)
+    with torch.no_grad():
+        want = torch.log_softmax(m(m.with_bos(tokens))[0] / 0.7, dim=-1)
+    torch.testing.assert_close(log_probs, want, atol=1e-5, rtol=0)
+    by_forward = exact_kl(m, prior, tokens.numpy(), temperature=0.7)
+    by_samples = exact_kl(None, prior, tokens.numpy(), model_log_probs=log_probs)
+    assert by_forward["kl_per_step"] > 0.01
+    for key, value in by_forward.items():
+        assert by_samples[key] == pytest.approx(value, rel=1e-5)
+    with pytest.raises(ValueError, match="needs the model or its log-probabilities"):
+        exact_kl(None, prior, tokens.numpy())
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(temperature=0), "temperature"),
     (dict(top_k=0), "top_k"),

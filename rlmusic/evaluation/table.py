@@ -70,21 +70,28 @@ def step_log_probs(model: MelodyLSTM, tokens: np.ndarray, temperature: float = 1
 
 
 @torch.no_grad()
-def exact_kl(model: MelodyLSTM, prior: MelodyLSTM, tokens: np.ndarray, temperature: float = 1.0,
-             batch_size: int = 512) -> dict[str, float]:
+def exact_kl(model: MelodyLSTM | None, prior: MelodyLSTM, tokens: np.ndarray, temperature: float = 1.0,
+             batch_size: int = 512, model_log_probs: torch.Tensor | None = None) -> dict[str, float]:
     """KL(model || prior) along melodies, exactly: at every step the sum over the vocabulary
     of pi(v) (log pi(v) - log p(v)) given the melody so far (no sampling noise).
 
     ``kl_per_step``: nats per 16th-note step (mean over steps); ``kl_per_note``: nats per
     note onset (the KL of all steps over the number of onsets; larger, since most steps
     hold or rest); ``log_p_prior_per_step``: mean log p_prior of the tokens.
+    ``model_log_probs``: the model's log-probabilities at every step (N, T, V), as
+    ``MelodyLSTM.sample(..., return_log_probs=True)`` gives them, instead of its forward.
     """
+    if model is None and model_log_probs is None:
+        raise ValueError("exact_kl needs the model or its log-probabilities (model_log_probs)")
     total = lp_sum = 0.0
     for i in range(0, len(tokens), batch_size):
-        x = torch.as_tensor(tokens[i : i + batch_size], dtype=torch.long, device=model.device)
-        inputs = model.with_bos(x)
-        logp = torch.log_softmax(model(inputs)[0].float() / temperature, -1)  # (B, T, V)
-        logq = torch.log_softmax(prior(inputs.to(prior.device))[0].float(), -1).to(logp.device)
+        x = torch.as_tensor(tokens[i : i + batch_size], dtype=torch.long, device=prior.device)
+        inputs = prior.with_bos(x)
+        logq = torch.log_softmax(prior(inputs)[0].float(), -1)  # (B, T, V)
+        if model_log_probs is not None:
+            logp = model_log_probs[i : i + batch_size].to(logq.device)
+        else:
+            logp = torch.log_softmax(model(inputs.to(model.device))[0].float() / temperature, -1).to(logq.device)
         total += float((logp.exp() * (logp - logq)).sum())
         lp_sum += float(logq.gather(-1, x[..., None]).sum())
     n_steps = tokens.size
@@ -105,6 +112,7 @@ def evaluate_tokens(
     key: str = "C major",
     temperature: float = 1.0,
     max_copied_notes: int = 16,
+    model_log_probs: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The evaluation table of N melodies (N, T) as a dict (keys: ``CONTRACT_KEYS`` first).
 
@@ -115,7 +123,8 @@ def evaluate_tokens(
 
     ``prior``: a loaded MelodyLSTM giving ``log_p_prior_per_step`` (nan without);
     ``model``: the MelodyLSTM that sampled ``tokens`` at ``temperature``, giving
-    ``kl_per_step`` and ``kl_per_note`` (``exact_kl``; needs ``prior``);
+    ``kl_per_step`` and ``kl_per_note`` (``exact_kl``; needs ``prior``; ``model_log_probs``,
+    its log-probabilities at every step as sampling gave them, spares its forward);
     ``corpus``: corpus sources (train split, ``corpus_index``), an ``NgramIndex`` or token
     sequences for novelty and copied spans; None leaves them nan.
     """
@@ -147,7 +156,7 @@ def evaluate_tokens(
     if model is not None:
         if prior is None:
             raise ValueError("kl_per_step needs a prior: pass prior=...")
-        out.update(exact_kl(model, prior, tokens, temperature))
+        out.update(exact_kl(model, prior, tokens, temperature, model_log_probs=model_log_probs))
     elif prior is not None:
         out["log_p_prior_per_step"] = float(step_log_probs(prior, tokens).mean())
     else:

@@ -107,11 +107,15 @@ class MelodyLSTM(nn.Module):
         top_k: int | None = None,
         primer: list[int] | torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        return_log_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Sample ``n`` melodies of ``steps`` tokens in one batch -> (n, steps) int64 on CPU.
 
         ``primer`` tokens are fed first and kept as the melody's opening; sampling uses
         ``generator`` (seeded by the caller) so the same seed gives the same melodies.
+        ``return_log_probs``: also the model's log-probabilities at every step
+        (n, steps, V), float32 on CPU, at ``temperature`` before any ``top_k`` cut: what a
+        teacher-forced forward over the sampled melodies gives, without running it again.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -128,8 +132,11 @@ class MelodyLSTM(nn.Module):
         out[:, : len(primer_t)] = primer_t
         token = torch.full((n,), self.vocab.BOS, dtype=torch.long, device=self.device)
         state = None
+        log_probs = torch.empty(n, steps, self.vocab.size) if return_log_probs else None
         for t in range(steps):
             logits, state = self.step(token, state)  # (n, V)
+            if log_probs is not None:
+                log_probs[:, t] = F.log_softmax(logits.float() / temperature, dim=-1).cpu()
             if t < len(primer_t):
                 token = primer_t[t].expand(n).to(self.device)
                 continue
@@ -142,4 +149,4 @@ class MelodyLSTM(nn.Module):
             out[:, t] = token_cpu
             token = token_cpu.to(self.device)
         self.train(was_training)
-        return out
+        return (out, log_probs) if log_probs is not None else out

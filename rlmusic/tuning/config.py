@@ -26,6 +26,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TABLES = ("theory", "guard", "rl_tuner", "critic", "targets")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
 METHODS = ("ppo", "dpg")  # how a targets run trains to the projection (the method key)
+MINIBATCHES = ("episodes", "contiguous")  # how PPO cuts a rollout into minibatches (rlmusic.tuning.ppo)
 
 
 def preset_names() -> list[str]:
@@ -47,6 +48,7 @@ class TuneConfig:
     n_steps: int | None = None  # steps per env per rollout, a multiple of steps (None: whole melodies >= 128)
     batch_size: int = 512  # minibatch size (tokens) of the PPO update
     n_epochs: int = 4  # passes over each rollout
+    minibatches: str = "episodes"  # how a rollout is cut into minibatches: "episodes" (its melodies shuffled, batch_size steps each: whole melodies, no padding, when batch_size is a multiple of steps) or "contiguous" (sb3-contrib's own: one random split, sequences padded to the longest; runs before 2026-12-07)
     learning_rate: float = 3e-5  # Adam step size (small: we start from a trained model)
     lr_decay: bool = False  # the learning rate falls linearly to 0 over the run (the policy settles, so the saved model is not one noisy update's)
     gamma: float = 1.0  # discount; episodes are short and end, so 1.0 (undiscounted) works
@@ -152,10 +154,10 @@ class TuneConfig:
             value = getattr(self, f.name)
             if f.name in TABLES:
                 continue
-            if f.name in ("eval_corpus", "theory_rules", "method"):
+            if f.name in ("eval_corpus", "theory_rules", "method", "minibatches"):
                 if value is not None and not isinstance(value, str):
-                    what = ("a corpus name or 'none'" if f.name == "eval_corpus" else
-                            f"one of {list(THEORY_RULES if f.name == 'theory_rules' else METHODS)}")
+                    choices = {"theory_rules": THEORY_RULES, "method": METHODS, "minibatches": MINIBATCHES}
+                    what = "a corpus name or 'none'" if f.name == "eval_corpus" else f"one of {list(choices[f.name])}"
                     raise ValueError(f"{f.name} must be {what}, got {value!r}")
                 continue
             if value is None and f.default is None:
@@ -204,6 +206,8 @@ class TuneConfig:
             raise ValueError("an adaptive beta (target_kl_per_step) needs beta > 0 to start from")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
+        if self.minibatches not in MINIBATCHES:
+            raise ValueError(f"minibatches must be one of {list(MINIBATCHES)}, got {self.minibatches!r}")
         if parse_targets(self.targets):  # unknown keys and bad bars raise, naming them
             self._check_targets_run()
         elif self.method == "dpg":

@@ -3,7 +3,8 @@
 Reads in the order a run goes: rewards (theory, end-of-melody terms; the reward model is
 handed in ready to score) -> batched env (``envs.BatchedMelodyVecEnv``: one frozen-prior
 forward per step) -> the policy built exactly from the prior
-(``rlmusic.tuning.policy.PriorPolicy``) -> RecurrentPPO with the KL callback ->
+(``rlmusic.tuning.policy.PriorPolicy``) -> RecurrentPPO (``rlmusic.tuning.ppo.MelodyPPO``:
+minibatches of whole melodies) with the KL callback ->
 checkpoints, evaluation, logs -> the tuned model extracted back into a ``MelodyLSTM``
 and saved in the prior's directory format.
 
@@ -41,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import LinearSchedule
 
@@ -74,6 +74,7 @@ from rlmusic.tuning.config import TuneConfig
 from rlmusic.tuning.critic import CriticRefresh, style_critic
 from rlmusic.tuning.curves import CurvesWriter, read_csv
 from rlmusic.tuning.policy import PriorPolicy
+from rlmusic.tuning.ppo import MelodyPPO
 from rlmusic.tuning.rewards import build_rewards, novelty_corpus
 from rlmusic.tuning.target_training import (
     TargetControl,
@@ -101,8 +102,10 @@ def evaluate_policy_model(
     the exact KL to the prior per step and per note), the mean theory reward per step, and
     with a reward model its mean score (in its training melodies' standard deviations) and
     how far the melodies lie from the rated ones (median ``ood``)."""
-    tokens = model.sample(n, steps, generator=torch.Generator().manual_seed(seed)).numpy()  # (n, T)
-    result = evaluate_tokens(tokens, model.vocab, prior=prior, model=model, key=key, corpus=corpus)
+    tokens, log_probs = model.sample(n, steps, generator=torch.Generator().manual_seed(seed), return_log_probs=True)
+    tokens = tokens.numpy()  # (n, T)
+    result = evaluate_tokens(tokens, model.vocab, prior=prior, model=model, key=key, corpus=corpus,
+                             model_log_probs=log_probs)
     if reward_model is not None and hasattr(reward_model, "score"):
         result["reward_model_score"] = float(np.mean(reward_model.score(tokens)))
         if hasattr(reward_model, "ood"):
@@ -218,12 +221,12 @@ class TuneRun:
             device=self.device,
         )
 
-    def make_model(self, env: BatchedMelodyVecEnv) -> RecurrentPPO:
+    def make_model(self, env: BatchedMelodyVecEnv) -> MelodyPPO:
         c = self.config
-        model = RecurrentPPO(
+        model = MelodyPPO(
             PriorPolicy, env, learning_rate=LinearSchedule(c.learning_rate, 0.0, 1.0) if c.lr_decay else c.learning_rate,
             n_steps=c.rollout_steps, batch_size=c.batch_size,
-            n_epochs=c.n_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
+            n_epochs=c.n_epochs, minibatches=c.minibatches, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
             ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
             policy_kwargs={"prior_config": asdict(self.prior.config)}, seed=c.seed, device=self.device, verbose=0,
         )
@@ -350,10 +353,10 @@ class TuneRun:
         return save_model(tuned, self.out, provenance)
 
 
-def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> RecurrentPPO:
+def load_checkpoint(zip_path: Path, env: BatchedMelodyVecEnv, device) -> MelodyPPO:
     """The SB3 model of a checkpoint; a damaged file is one clear error naming it."""
     try:
-        return RecurrentPPO.load(str(zip_path), env=env, device=device)
+        return MelodyPPO.load(str(zip_path), env=env, device=device)
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as exc:
         raise ValueError(f"checkpoint {zip_path} is damaged ({type(exc).__name__}: {exc}); "
                          "delete it and its .json to resume from the one before") from None
