@@ -16,6 +16,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,17 @@ def interval_ngrams(pitches: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     w = np.lib.stride_tricks.sliding_window_view(d, n)
     return (w * (_BASE ** np.arange(n, dtype=np.int64))).sum(axis=1)
+
+
+def interval_ngrams_of(pitches: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    """``interval_ngrams`` of each melody's pitches, computed in one pass over all of them."""
+    sizes = np.array([len(p) for p in pitches], dtype=np.int64)
+    flat = _concat([np.asarray(p, dtype=np.int64) for p in pitches])
+    if len(flat) <= n:
+        return [interval_ngrams(p, n) for p in pitches]
+    codes = interval_ngrams(flat, n)  # windows across a melody's end are dropped below
+    starts = np.cumsum(sizes) - sizes
+    return [codes[s : s + max(0, k - n)] for s, k in zip(starts.tolist(), sizes.tolist(), strict=True)]
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -104,20 +116,56 @@ class NgramIndex:
     def longest_copied_span(self, pitches: np.ndarray) -> int:
         """Most consecutive notes of the melody that also occur, in a row, in one corpus piece
         (transposed or not); 0 when no run of ``span_n + 1`` notes is copied."""
-        codes = interval_ngrams(pitches, self.span_n)
-        best, prev_refs, prev_run = 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        for c in codes:
-            lo, hi = np.searchsorted(self.span_codes, [c, c + 1])
-            refs = self.span_refs[lo:hi]  # sorted (lexsort by code, then ref)
-            run = np.ones(len(refs), dtype=np.int64)
-            if len(prev_refs) and len(refs):
-                j = np.searchsorted(prev_refs, refs - 1)
-                hit = (j < len(prev_refs)) & (prev_refs[np.minimum(j, len(prev_refs) - 1)] == refs - 1)
-                run[hit] += prev_run[j[hit]]
-            if len(run):
-                best = max(best, int(run.max()))
-            prev_refs, prev_run = refs, run
-        return best + self.span_n if best else 0
+        return int(self.longest_copied_spans([pitches])[0])
+
+    def longest_copied_spans(self, pitches: Sequence[np.ndarray], chunk: int = 256) -> np.ndarray:
+        """``longest_copied_span`` of each melody (N,), all at once. A copied span is a chain
+        of matches (melody n-gram j, corpus n-gram r), (j + 1, r + 1), ...; each match's
+        predecessor (j - 1, r - 1) is found by arithmetic (each corpus n-gram knows the one
+        before it in its piece), and every chain's length by pointer jumping (log2 of the longest chain
+        steps), with no Python loop over melodies or n-grams."""
+        out = np.zeros(len(pitches), dtype=np.int64)
+        for start in range(0, len(pitches), chunk):
+            out[start:start + chunk] = self._spans(pitches[start:start + chunk])
+        return out
+
+    @cached_property
+    def _previous(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each span n-gram: the span index of the n-gram one note earlier in its piece
+        (-1 at a piece's start) and that n-gram's code."""
+        by_position = np.argsort(self.span_refs, kind="stable")  # refs: piece * 2**32 + position
+        previous = np.full(len(by_position), -1, dtype=np.int64)
+        same_piece = (self.span_refs[by_position[1:]] & 0xFFFFFFFF) > 0
+        previous[by_position[1:][same_piece]] = by_position[:-1][same_piece]
+        return previous, np.where(previous >= 0, self.span_codes[np.maximum(previous, 0)], -1)
+
+    def _spans(self, pitches: Sequence[np.ndarray]) -> np.ndarray:
+        grams = interval_ngrams_of(pitches, self.span_n)
+        sizes = np.array([len(g) for g in grams], dtype=np.int64)
+        best = np.zeros(len(grams), dtype=np.int64)
+        codes = _concat(grams)
+        if not len(codes) or not len(self.span_codes):
+            return best
+        position = np.arange(len(codes)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # j within its melody
+        lo = np.searchsorted(self.span_codes, codes)
+        counts = np.searchsorted(self.span_codes, codes + 1) - lo
+        total = int(counts.sum())
+        if not total:
+            return best
+        first = np.cumsum(counts) - counts  # each n-gram's first match
+        gram = np.repeat(np.arange(len(codes)), counts)  # each match's melody n-gram
+        span = lo[gram] + np.arange(total) - first[gram]  # each match's corpus n-gram (span index)
+        previous, previous_code = self._previous
+        before = gram - 1  # the melody's n-gram before (when position > 0)
+        has = (position[gram] > 0) & (previous_code[span] == codes[before])  # (j - 1, r - 1) is a match
+        pred = np.where(has, first[before] + previous[span] - lo[before], -1)
+        length, jump = np.ones(total, dtype=np.int64), pred
+        while (live := jump >= 0).any():  # pointer jumping: length = matches in the chain up to here
+            length[live] += length[jump[live]]
+            jump = np.where(live, jump[np.maximum(jump, 0)], -1)
+        melody_of_match = np.repeat(np.repeat(np.arange(len(grams)), sizes), counts)
+        np.maximum.at(best, melody_of_match, length)
+        return np.where(best > 0, best + self.span_n, 0)
 
 
 def _as_index(corpus, vocab: Vocabulary, n: int, span_n: int) -> NgramIndex:
@@ -153,7 +201,7 @@ def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: in
 
 def _only_mine(pitches: Sequence[np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per melody: its distinct n-grams and, for each, whether no other melody has it."""
-    grams = [np.unique(interval_ngrams(p, n)) for p in pitches]
+    grams = [np.unique(g) for g in interval_ngrams_of(pitches, n)]
     allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
     _, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
     only_mine = np.split(counts[inverse] == 1, np.cumsum([len(g) for g in grams])[:-1]) if grams else []
@@ -232,8 +280,13 @@ def originality_scores(
     index = _as_index(corpus, vocab, n, span_n)
     tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
     pitches = [note_pitches(t, vocab) for t in tokens]
-    novelty = np.array([index.novelty(p) for p in pitches])
-    copied = np.array([index.longest_copied_span(p) for p in pitches], dtype=np.float64)
+    grams = interval_ngrams_of(pitches, index.n)
+    sizes = np.array([len(g) for g in grams], dtype=np.int64)
+    known = np.concatenate([[0], np.cumsum(index.contains(_concat(grams)))])  # n-grams in the corpus, so far
+    ends = np.cumsum(sizes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        novelty = np.where(sizes > 0, 1.0 - (known[ends] - known[ends - sizes]) / sizes, math.nan)
+    copied = index.longest_copied_spans(pitches).astype(np.float64)
     penalty = np.minimum(1.0, np.maximum(0.0, copied - max_copied_notes) / max_copied_notes)
     diversity = _unshared(pitches, index.n)
     novelty = np.nan_to_num(novelty, nan=0.0)
