@@ -2,7 +2,8 @@
 
 For each T: one whole run (``rlmusic.tuning.run.TuneRun.train``: plan, rollouts, PPO
 updates, evaluations, checkpoints, the saved model) of ``--timesteps`` env steps, first
-timed without a profiler (env steps per second of the whole run, best of ``--repeats``),
+timed without a profiler (env steps per second of the whole run, best of ``--repeats``
+rounds that alternate the Ts),
 then once under cProfile, whose cumulative times are split into the parts below and
 printed in microseconds per env step (so a part that grows with T shows as a growing
 number; cProfile's own overhead inflates the Python-heavy parts alike at every T):
@@ -103,14 +104,18 @@ def main() -> None:
     print(f"preset={args.preset} timesteps={args.timesteps} threads={args.threads} torch {torch.__version__} "
           f"({torch.backends.cpu.get_cpu_capability()})")
     rates: dict[int, float] = {}
+    configs = {steps: TuneConfig.preset(args.preset, steps=steps, timesteps=args.timesteps) for steps in args.steps}
+    for round_ in range(args.repeats):  # rounds alternate the Ts, so a load that comes and goes hits each alike
+        for steps, config in configs.items():
+            rate = run_once(config, profile=False)[0]
+            rates[steps] = max(rates.get(steps, 0.0), rate)
+            print(f"round {round_ + 1}: T={steps}: {rate:,.0f} env steps/s (whole run)", flush=True)
     profiles: dict[int, dict[str, float]] = {}
-    for steps in args.steps:
-        config = TuneConfig.preset(args.preset, steps=steps, timesteps=args.timesteps)
-        rates[steps] = max(run_once(config, profile=False)[0] for _ in range(args.repeats))
-        print(f"T={steps}: {rates[steps]:,.0f} env steps/s (whole run, best of {args.repeats})", flush=True)
+    for steps, config in configs.items():
         if not args.no_profile:
             rate, profiles[steps] = run_once(config, profile=True)
             profiles[steps]["total"] = args.timesteps / rate
+    print(f"best of {args.repeats}: " + ", ".join(f"T={s}: {r:,.0f}" for s, r in rates.items()))
     first = min(rates)
     for steps, rate in rates.items():
         print(f"T={steps} / T={first}: {rate / rates[first]:.2f}x")
