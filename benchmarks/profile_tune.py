@@ -8,7 +8,8 @@ then once under cProfile, whose cumulative times are split into the parts below 
 printed in microseconds per env step (so a part that grows with T shows as a growing
 number; cProfile's own overhead inflates the Python-heavy parts alike at every T):
 
-- ``rollout``: SB3's ``collect_rollouts``, of which
+- ``rollout``: SB3's ``collect_rollouts`` (with the periodic evaluations, which a callback
+  starts at a rollout's start), of which
   ``env``: the env's step (``MelodyBatch.step``), of which ``prior``: the frozen prior's
   forward, ``theory``: the per-step theory reward, ``progress``: the terms paid as the
   melody grows (structure, a targets run's lambda . phi), ``final``: the end-of-melody
