@@ -55,6 +55,8 @@ CONTRACT_KEYS = (
 
 # --------------------------------------------------------------------------- log-likelihoods and KL
 
+KEEP_LOG_PROBS_BYTES = 1 << 29  # evaluate_model keeps the sampling's log-probs (for the KL) up to 512 MiB
+
 
 @torch.no_grad()
 def step_log_probs(model: MelodyLSTM, tokens: np.ndarray, temperature: float = 1.0,
@@ -217,12 +219,13 @@ def evaluate_model(
     elif str(corpus).lower() == "none":
         corpus = None
     gen = torch.Generator().manual_seed(seed)
-    tokens = np.concatenate([
-        model.sample(min(batch_size, n - i), steps, temperature, generator=gen).numpy()
-        for i in range(0, n, batch_size)
-    ])
+    keep = n * steps * model.vocab.size * 4 <= KEEP_LOG_PROBS_BYTES  # the KL from the sampling's own log-probs
+    chunks = [model.sample(min(batch_size, n - i), steps, temperature, generator=gen, return_log_probs=keep)
+              for i in range(0, n, batch_size)]
+    tokens = np.concatenate([(c[0] if keep else c).numpy() for c in chunks])
+    log_probs = torch.cat([c[1] for c in chunks]) if keep else None
     table = evaluate_tokens(tokens, model.vocab, prior=prior, model=model, corpus=corpus,
-                            key=key, temperature=temperature)
+                            key=key, temperature=temperature, model_log_probs=log_probs)
     table["seed"], table["temperature"] = seed, temperature
     table["reference_prior"] = model_ref(reference)
     table["reference_corpus"] = corpus if isinstance(corpus, str) else None
