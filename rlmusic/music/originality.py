@@ -194,22 +194,21 @@ _OBJECT_INDEX_CACHE: dict[tuple, tuple[Any, NgramIndex]] = {}
 
 def batch_diversity(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: int = 4) -> float:
     """Distinct n-grams across all melodies over all n-grams (1.0 when there is none)."""
-    grams = [interval_ngrams(note_pitches(t, vocab), n) for t in np.atleast_2d(tokens)]
-    allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
+    allg = _concat(interval_ngrams_of([note_pitches(t, vocab) for t in np.atleast_2d(tokens)], n))
     return float(len(np.unique(allg)) / len(allg)) if len(allg) else 1.0
 
 
-def _only_mine(pitches: Sequence[np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per melody: its distinct n-grams and, for each, whether no other melody has it."""
-    grams = [np.unique(g) for g in interval_ngrams_of(pitches, n)]
+def _only_mine(ngrams: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per melody (its n-grams): its distinct n-grams and, for each, whether no other melody has it."""
+    grams = [np.unique(g) for g in ngrams]
     allg = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
     _, inverse, counts = np.unique(allg, return_inverse=True, return_counts=True)
     only_mine = np.split(counts[inverse] == 1, np.cumsum([len(g) for g in grams])[:-1]) if grams else []
     return list(zip(grams, only_mine, strict=True))
 
 
-def _unshared(pitches: Sequence[np.ndarray], n: int) -> np.ndarray:
-    return np.array([mine.mean() if len(g) else 0.0 for g, mine in _only_mine(pitches, n)])
+def _unshared(ngrams: Sequence[np.ndarray]) -> np.ndarray:
+    return np.array([mine.mean() if len(g) else 0.0 for g, mine in _only_mine(ngrams)])
 
 
 class RecentNgrams:
@@ -227,7 +226,7 @@ class RecentNgrams:
 
     def unshared(self, pitches: Sequence[np.ndarray]) -> np.ndarray:
         out = []
-        for grams, mine in _only_mine(pitches, self.n):
+        for grams, mine in _only_mine(interval_ngrams_of(pitches, self.n)):
             seen = np.fromiter((g in self.counts for g in grams.tolist()), bool, len(grams))
             out.append(float((mine & ~seen).mean()) if len(grams) else 0.0)
         return np.array(out)
@@ -250,7 +249,7 @@ def unshared_ngrams(tokens: np.ndarray, vocab: Vocabulary = DEFAULT_VOCAB, n: in
     the batch (0 for a melody without one): (N, T) -> (N,). The per-melody ``diversity`` of
     ``originality_scores`` and of the tuning reward. Unlike ``batch_diversity`` it does not
     fall when a melody repeats its own material, only when melodies share theirs."""
-    return _unshared([note_pitches(t, vocab) for t in np.atleast_2d(tokens)], n)
+    return _unshared(interval_ngrams_of([note_pitches(t, vocab) for t in np.atleast_2d(tokens)], n))
 
 
 def originality_scores(
@@ -288,7 +287,7 @@ def originality_scores(
         novelty = np.where(sizes > 0, 1.0 - (known[ends] - known[ends - sizes]) / sizes, math.nan)
     copied = index.longest_copied_spans(pitches).astype(np.float64)
     penalty = np.minimum(1.0, np.maximum(0.0, copied - max_copied_notes) / max_copied_notes)
-    diversity = _unshared(pitches, index.n)
+    diversity = _unshared(grams)  # the same n-grams as novelty's
     novelty = np.nan_to_num(novelty, nan=0.0)
     return {"novelty": novelty, "copied_notes": copied, "copy_penalty": penalty,
             "diversity": diversity, "originality": novelty * (1.0 - penalty)}
