@@ -35,12 +35,14 @@ from dataclasses import dataclass
 import streamlit as st
 
 import db
-from rlmusic.audio.render import clip_audio
+from rlmusic.audio.render import clip_audio, default_cache_dir, render_to_file
 from rlmusic.audio.synth import AudioError
+from rlmusic.harmony.study_clips import harmony_of_clip
 from rlmusic.music.representation import DEFAULT_VOCAB, tokens_to_notes
 
 TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
 INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
+HARMONY_INSTRUMENTS = "choir"  # and one for every harmonisation (the Studio's and the studies')
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
 INVITE_KEY = "invite"  # session_state: the rater an invite let in (id, name, role, hash; the token, kept
@@ -244,7 +246,12 @@ def with_audio(eng, clip: db.ClipInfo) -> tuple[db.ClipInfo, bytes]:
     if data is not None:
         return clip, data
     try:
-        path = clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT, refresh=True)
+        if clip.kind == "harmony":  # all four voices, on the choir the Studio and studies use
+            path = default_cache_dir() / f"{clip.id}-harmony.ogg"
+            render_to_file(harmony_of_clip(clip.tokens, clip.voices, tempo=TEMPO).midi(HARMONY_INSTRUMENTS), path,
+                           instrument=None)
+        else:
+            path = clip_audio(clip.id, clip.tokens, tempo=TEMPO, instrument=INSTRUMENT, refresh=True)
     except AudioError as exc:
         st.error(f"Cannot render audio on this server: {exc}")
         st.stop()
@@ -260,7 +267,10 @@ def with_audio(eng, clip: db.ClipInfo) -> tuple[db.ClipInfo, bytes]:
 def play(clip: db.ClipInfo, audio: bytes) -> None:
     """An audio player for ``audio`` (from ``with_audio``) and a piano roll of ``clip``."""
     st.audio(audio, format="audio/ogg")
-    st.image(piano_roll_png(tuple(clip.tokens)), width="stretch")
+    if clip.kind == "harmony":
+        st.image(harmony_roll_png(tuple(map(tuple, clip.voices)), tuple(clip.tokens)), width="stretch")
+    else:
+        st.image(piano_roll_png(tuple(clip.tokens)), width="stretch")
 
 
 def save(write: Callable[[], object], what: str) -> bool:
@@ -287,24 +297,39 @@ def save(write: Callable[[], object], what: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
+ROLL_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")  # melody or soprano, alto, tenor, bass
+
+
 def piano_roll_png(tokens: tuple[int, ...]) -> bytes:
     """A piano-roll picture (time in beats, pitch) of a melody, as PNG bytes."""
+    return roll_png((tuple(tokens_to_notes(tokens, DEFAULT_VOCAB)),), len(tokens))
+
+
+def harmony_roll_png(voices: tuple[tuple[int, ...], ...], tokens: tuple[int, ...]) -> bytes:
+    """The piano roll of a harmony clip's four voices at its soprano's pitches."""
+    h = harmony_of_clip(list(tokens), [list(v) for v in voices])
+    return roll_png(tuple(map(tuple, h.voices())), h.steps)
+
+
+@functools.lru_cache(maxsize=256)
+def roll_png(voices: tuple[tuple, ...], steps: int) -> bytes:
+    """A piano roll of one or more voices (tuples of grid notes; time in beats, one colour
+    per voice), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    notes = tokens_to_notes(tokens, DEFAULT_VOCAB)
-    beats = max(len(tokens), 1) / 4
-    fig = Figure(figsize=(8, 2.2), dpi=100)
+    beats = max(steps, 1) / 4
+    fig = Figure(figsize=(8, 2.2 if len(voices) == 1 else 2.6), dpi=100)
     ax = fig.add_subplot()
-    for n in notes:
-        ax.broken_barh([(n.start / 4, n.duration / 4)], (n.pitch - 0.4, 0.8), color="#4c72b0")
+    for notes, colour in zip(voices, ROLL_COLOURS):
+        for n in notes:
+            ax.broken_barh([(n.start / 4, n.duration / 4)], (n.pitch - 0.4, 0.8), color=colour)
     ax.set_xlim(0, beats)
-    if notes:
-        lo, hi = min(n.pitch for n in notes), max(n.pitch for n in notes)
-        ax.set_ylim(lo - 2, hi + 2)
+    pitches = [n.pitch for notes in voices for n in notes]
+    if pitches:
+        ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
     ax.set_xticks(range(0, int(beats) + 1, 4))
     ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel("beat")

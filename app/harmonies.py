@@ -9,7 +9,6 @@ by side while the user regenerates spans.
 from __future__ import annotations
 
 import functools
-import io
 import tempfile
 import uuid
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ import numpy as np
 import streamlit as st
 
 import db
+from app.common import roll_png
 from rlmusic.audio.render import render
 from rlmusic.harmony.checkpoint import (
     default_harmony_dir,
@@ -34,7 +34,6 @@ from rlmusic.music.representation import DEFAULT_VOCAB, Note, notes_to_tokens, t
 from rlmusic.runtime import home, set_threads
 
 INSTRUMENTS = "choir"  # every version is heard on the same instruments, so timbre never sways a rating
-COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")  # soprano, alto, tenor, bass
 
 
 @st.cache_resource(show_spinner=False)
@@ -97,24 +96,7 @@ def audio(h: Harmonization) -> bytes:
 
 def picture(h: Harmonization) -> bytes:
     """A piano roll of the four voices (time in beats), as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 2.6), dpi=100)
-    ax = fig.add_subplot()
-    for voice, colour in zip(h.voices(), COLOURS):
-        for n in voice:
-            ax.broken_barh([(n.start / 4, n.duration / 4)], (n.pitch - 0.4, 0.8), color=colour)
-    ax.set_xlim(0, max(h.steps, 1) / 4)
-    ax.set_xlabel("beat")
-    ax.set_ylabel("MIDI pitch")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return roll_png(tuple(map(tuple, h.voices())), h.steps)
 
 
 def save_rated(eng, rater: str, version: Version, stars: int) -> int:

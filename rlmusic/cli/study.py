@@ -10,6 +10,8 @@ against a broken copy of it (``rlmusic.music.gold``: the same rhythm, every note
 key), whose right answer is known. Pairs are served in one seeded random order; raters
 judge them on the Compare page (or their judgements come from ``rlmusic ratings import``).
 The same name, models, sizes and seed give the same clips, sides and order.
+``study create NAME --harmonizers A B --melodies SRC`` pairs two harmonisations of the same
+sopranos instead (``rlmusic/cli/study_harmony.py``).
 
 ``study pairs NAME --out F.csv`` writes ``clip_a,clip_b`` (clip_a from model A);
 ``study report NAME [--json F]`` lists the raters who judged every pair (their completion
@@ -33,9 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = sub.add_parser("create", help="sample clips of two models, enqueue them and pair them blind")
     create.add_argument("name", help="the study's name (letters, digits, '.', '_', '-'; names its folder too)")
-    create.add_argument("--models", nargs=2, required=True, metavar=("A", "B"),
-                        help="the two model directories (or shipped model names: prior, ...); "
-                             "the report's win rate is A's")
+    which = create.add_mutually_exclusive_group(required=True)
+    which.add_argument("--models", nargs=2, metavar=("A", "B"),
+                       help="the two model directories (or shipped model names: prior, ...); "
+                            "the report's win rate is A's")
+    which.add_argument("--harmonizers", nargs=2, metavar=("A", "B"),
+                       help="a study of harmonisations instead: two harmony model directories, 'shipped' or "
+                            "'bach' (Bach's own parts, with --melodies chorales), each harmonising the same "
+                            "sopranos; the win rate is A's")
+    create.add_argument("--melodies",
+                        help="with --harmonizers: a folder of MIDI melodies (the first --clips by name) or "
+                             "'chorales' (excerpts of the held-out Bach chorales)")
+    create.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     create.add_argument("--clips", type=int, default=16, help="clips per model, one pair each (default 16)")
     create.add_argument("--steps", type=int, default=64, help="16th-note steps per clip (default 64 = 4 bars)")
     create.add_argument("--seed", type=int, default=0, help="seeds the clips, the sides and the order (default 0)")
@@ -118,12 +129,18 @@ def create(args: argparse.Namespace) -> int:
     name = db.check_study_name(args.name)
     if any(s["name"] == name for s in db.list_studies(eng)):
         raise ValueError(f"a study called {name!r} exists already (rlmusic study list)")
-    dirs = [model_path(m).resolve() for m in args.models]
-    vocabs = [Vocabulary.from_dict(read_model_meta(d)["vocabulary"]) for d in dirs]  # not a model: one line
     folder = db.rlmusic_home() / "studies" / name
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} is not empty (a `study create {name}` that stopped half-way?): its clips "
                          "may be queued and are never written over; choose another study name")
+    if args.harmonizers:
+        from rlmusic.cli.study_harmony import create_harmony
+
+        return create_harmony(args, eng, name, folder)
+    if args.melodies:
+        raise ValueError("--melodies goes with --harmonizers (a study of harmonisations); --models samples its clips")
+    dirs = [model_path(m).resolve() for m in args.models]
+    vocabs = [Vocabulary.from_dict(read_model_meta(d)["vocabulary"]) for d in dirs]  # not a model: one line
     if dirs[0] == dirs[1]:
         print(f"study: A and B are the same model ({dirs[0]}): an A/A check, whose win rate should be near 0.5")
     clips: list[list[dict]] = []
