@@ -17,7 +17,7 @@ from rlmusic.cli.main import main as cli_main
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.models import vae_explore as explore
 from rlmusic.models.vae import MelodyVAE, VAEConfig, load_vae, save_vae, slerp
-from rlmusic.models.vae_train import VAETrainConfig, VAETrainer, accuracies, evaluate_vae
+from rlmusic.models.vae_train import VAETrainConfig, VAETrainer, accuracies, elbo_terms, evaluate_vae
 from rlmusic.models.windows import melody_windows
 from rlmusic.music.representation import (
     DEFAULT_VOCAB,
@@ -72,6 +72,30 @@ def memorised(irish, tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- training
+
+
+def test_own_inputs_feed_the_decoder_its_own_greedy_predictions(memorised):
+    vae, eight, _ = memorised
+    tokens = torch.as_tensor(eight)
+    mu, _ = vae.encode(tokens)
+    with torch.no_grad():
+        _, _, plain = elbo_terms(vae, tokens, sample=False)
+        _, _, own = elbo_terms(vae, tokens, sample=False, own=1.0)
+        guess = vae.decode_logits(mu, vae.with_bos(tokens)).argmax(-1)
+        want = vae.decode_logits(mu, vae.with_bos(guess))  # BOS, then its teacher-forced guesses
+    torch.testing.assert_close(own, want)
+    torch.testing.assert_close(plain, vae.decode_logits(mu, vae.with_bos(tokens)).detach())
+    config = VAETrainConfig(**TINY, own_inputs=0.6, own_inputs_steps=10)
+    trainer = VAETrainer(config, eight, eight, Path("unused"), torch.device("cpu"), progress=False)
+    assert trainer.own_share() == 0.0
+    trainer.step = 5
+    assert trainer.own_share() == pytest.approx(0.3)
+    trainer.step = 50
+    assert trainer.own_share() == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="own_inputs must be in"):
+        VAETrainConfig(own_inputs=1.0).validate()
+    with pytest.raises(ValueError, match="select must be one of loss, reconstruction"):
+        VAETrainConfig(select="best").validate()
 
 
 def test_windows_start_cleanly_and_count_what_they_drop():
@@ -203,6 +227,11 @@ def test_vae_commands_train_resume_interpolate_sample_vary(memorised, trained, t
     assert "already holds a training run" in capsys.readouterr().err
     assert vae_cli("train", "--out", run, "--max-epochs", 2, "--resume", *flags) == 0
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
+    # a trained VAE may go on with its own predictions as inputs; other keys stay as they were
+    assert vae_cli("train", "--out", run, "--max-epochs", 3, "--resume", "--own-inputs", 0.5, *flags) == 0
+    assert (run / "metrics.csv").read_text().count("\n") == 4
+    assert vae_cli("train", "--out", run, "--max-epochs", 4, "--resume", "--kl-weight", 0.9, *flags) == 1
+    assert "different config than the checkpoint's" in capsys.readouterr().err
     assert json.loads((run / "examples.json").read_text())  # held-out openings for Explore
 
 

@@ -6,10 +6,14 @@ is the batch mean KL of latent dimension d (free bits, Kingma et al. 2016: a dim
 pays nothing until it carries ``free_bits`` nats, so the decoder cannot ignore z for
 free) and ``beta_t`` rises linearly from 0 to ``kl_weight`` over ``kl_anneal_steps``
 optimiser steps (Bowman et al. 2016). ``token_dropout`` replaces a share of the decoder's
-input tokens by BOS during training, so the decoder must lean on z.
+input tokens by BOS during training, so the decoder must lean on z; ``own_inputs``
+replaces a share (rising over ``own_inputs_steps``) by the decoder's own greedy
+predictions (parallel scheduled sampling), so it learns to recover from the mistakes
+free-running decoding makes.
 
-The best model (lowest held-out loss ``nll + kl_weight * KL``, the objective trained
-at its final beta; the ELBO itself is reported too) is saved as a VAE directory with ``examples.json``: the opening window of a few test-split pieces, the
+The best model (``select = "loss"``: lowest held-out loss ``nll + kl_weight * KL``, the
+objective trained at its final beta, the ELBO itself reported too; ``"reconstruction"``:
+the best greedy free-running token accuracy) is saved as a VAE directory with ``examples.json``: the opening window of a few test-split pieces, the
 melodies the Explore page offers.
 """
 
@@ -43,7 +47,8 @@ from rlmusic.runtime import (
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 EXAMPLES = "examples.json"
-EXTENDABLE = ("max_epochs", "patience")  # config keys a resumed run may change (to train longer)
+EXTENDABLE = ("max_epochs", "patience", "own_inputs", "own_inputs_steps")  # a resumed run may change these
+SELECT = ("loss", "reconstruction")  # what picks the saved epoch
 N_EXAMPLES = 8  # test-split openings saved with the model for the Explore page
 
 
@@ -67,11 +72,14 @@ class VAETrainConfig:
     kl_anneal_steps: int = 1500  # optimiser steps over which beta rises from 0 to kl_weight
     free_bits: float = 0.1  # nats per latent dimension that cost nothing
     token_dropout: float = 0.1  # share of decoder inputs replaced by BOS while training
+    own_inputs: float = 0.0  # share of decoder inputs replaced by its own greedy predictions, once ramped
+    own_inputs_steps: int = 0  # optimiser steps over which that share rises from 0 (0: at once)
     batch_size: int = 128  # windows per optimiser step
     lr: float = 2e-3  # Adam learning rate
     grad_clip: float = 1.0  # max global gradient norm
     max_epochs: int = 12
-    patience: int = 3  # stop after this many epochs without a better held-out loss
+    patience: int = 3  # stop after this many epochs without a better held-out figure (``select``)
+    select: str = "loss"  # keep the epoch with the lowest held-out loss, or "reconstruction": greedy token accuracy
     seed: int = 0  # seeds the initialisation, the window order and the latent draws
 
     @classmethod
@@ -90,8 +98,13 @@ class VAETrainConfig:
         for name in ("kl_weight", "kl_anneal_steps", "free_bits", "min_notes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.token_dropout < 1:
-            raise ValueError(f"token_dropout must be in [0, 1), got {self.token_dropout}")
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        for name in ("token_dropout", "own_inputs"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.own_inputs_steps < 0:
+            raise ValueError(f"own_inputs_steps must be >= 0, got {self.own_inputs_steps}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -100,11 +113,22 @@ class VAETrainConfig:
 
 
 def elbo_terms(model: MelodyVAE, tokens: torch.Tensor, token_dropout: float = 0.0,
-               sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """tokens (B, T) -> reconstruction NLL per window (B,), KL per dimension (B, Z), logits (B, T, V)."""
+               sample: bool = True, own: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """tokens (B, T) -> reconstruction NLL per window (B,), KL per dimension (B, Z), logits (B, T, V).
+
+    ``own``: share of the decoder's inputs replaced by its own greedy predictions
+    (parallel scheduled sampling, Duckworth et al. 2019: a teacher-forced pass without
+    gradient gives the predictions, the trained pass reads them), so training meets the
+    mistakes free-running decoding makes; ``token_dropout`` then replaces a share by BOS."""
     mu, logvar = model.encode(tokens)
     z = model.reparameterise(mu, logvar) if sample else mu
     inputs = model.with_bos(tokens)
+    if own:
+        with torch.no_grad():
+            guess = model.with_bos(model.decode_logits(z, inputs).argmax(-1))
+        swap = torch.rand(inputs.shape, device=inputs.device) < own
+        swap[:, 0] = False  # BOS stays
+        inputs = torch.where(swap, guess, inputs)
     if token_dropout:
         drop = torch.rand(inputs.shape, device=inputs.device) < token_dropout
         inputs = inputs.masked_fill(drop, model.vocab.BOS)
@@ -180,9 +204,14 @@ class VAETrainer:
         c = self.config
         return c.kl_weight * (min(1.0, self.step / c.kl_anneal_steps) if c.kl_anneal_steps else 1.0)
 
+    def own_share(self) -> float:
+        """Share of decoder inputs that are its own predictions at this step."""
+        c = self.config
+        return c.own_inputs * (min(1.0, self.step / c.own_inputs_steps) if c.own_inputs_steps else 1.0)
+
     def train_step(self, batch: torch.Tensor) -> tuple[float, float]:
         c = self.config
-        nll, kl_dims, _ = elbo_terms(self.model, batch, c.token_dropout)
+        nll, kl_dims, _ = elbo_terms(self.model, batch, c.token_dropout, own=self.own_share())
         kl = kl_dims.mean(0).clamp_min(c.free_bits).sum()  # free bits per dimension, batch mean
         loss = nll.mean() + self.beta() * kl
         self.optimizer.zero_grad(set_to_none=True)
@@ -218,9 +247,10 @@ class VAETrainer:
                 self.epoch += 1
                 val = evaluate_vae(self.model, self.valid_windows)
                 val["loss"] = val["nll"] + c.kl_weight * val["kl"]  # what training minimises, at its final beta
-                improved = val["loss"] < self.best - 1e-4
+                score = val["loss"] if c.select == "loss" else -val["token_accuracy"]  # lower is better
+                improved = score < self.best - 1e-4
                 if improved:
-                    self.best, self.bad_epochs = val["loss"], 0
+                    self.best, self.bad_epochs = score, 0
                     self.save_best(val)
                 else:
                     self.bad_epochs += 1
