@@ -74,6 +74,22 @@ def memorised(irish, tmp_path_factory):
 # --------------------------------------------------------------------------- training
 
 
+@pytest.mark.parametrize("step_codes", [0, 6])
+def test_free_running_decoding_agrees_with_the_teacher_forced_pass_on_its_own_output(step_codes):
+    """decode (step by step) and decode_logits (all steps at once) read the same z and,
+    with step codes, the same code at each step: greedy output fed back gives itself."""
+    torch.manual_seed(0)
+    vae = MelodyVAE(VAEConfig(embed_dim=8, encoder_hidden=8, latent_dim=4, decoder_hidden=16, step_codes=step_codes))
+    z = torch.randn(5, 4)
+    out = vae.decode(z)
+    with torch.no_grad():
+        again = vae.decode_logits(z, vae.with_bos(out)).argmax(-1)
+    assert torch.equal(out, again)
+    assert (vae.to_steps is None) == (step_codes == 0)
+    with pytest.raises(ValueError, match="step_codes must be >= 0"):
+        VAEConfig(step_codes=-1).validate()
+
+
 def test_own_inputs_feed_the_decoder_its_own_greedy_predictions(memorised):
     vae, eight, _ = memorised
     tokens = torch.as_tensor(eight)

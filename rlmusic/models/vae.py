@@ -40,6 +40,7 @@ class VAEConfig:
     latent_dim: int = 32  # size of z
     decoder_hidden: int = 256  # LSTM units per decoder layer
     decoder_layers: int = 1  # stacked decoder LSTM layers
+    step_codes: int = 0  # width of a code of z for each step (a linear map per position) that the decoder reads beside z; 0: none
 
     @property
     def vocab(self) -> Vocabulary:
@@ -52,8 +53,10 @@ class VAEConfig:
     def validate(self) -> None:
         self.vocab  # noqa: B018 - raises on a bad pitch range
         for f in fields(self):
-            if f.name not in ("min_pitch", "max_pitch") and getattr(self, f.name) < 1:
+            if f.name not in ("min_pitch", "max_pitch", "step_codes") and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be >= 1, got {getattr(self, f.name)}")
+        if self.step_codes < 0:
+            raise ValueError(f"step_codes must be >= 0, got {self.step_codes}")
 
 
 class MelodyVAE(nn.Module):
@@ -74,7 +77,9 @@ class MelodyVAE(nn.Module):
         # -- decoder
         d, layers = config.decoder_hidden, config.decoder_layers
         self.to_state = nn.Linear(z, 2 * layers * d)  # z -> (h0, c0) of every decoder layer
-        self.decoder = nn.LSTM(e + z, d, num_layers=layers, batch_first=True)
+        # step t's own code of z, so the decoder can read where z says each note is
+        self.to_steps = nn.Linear(z, config.window * config.step_codes) if config.step_codes else None
+        self.decoder = nn.LSTM(e + z + config.step_codes, d, num_layers=layers, batch_first=True)
         self.head = nn.Linear(d, vocab.size)
 
     @property
@@ -112,10 +117,21 @@ class MelodyVAE(nn.Module):
         s = torch.tanh(self.to_state(z)).view(z.shape[0], 2, layers, d)  # (B, 2, L, D)
         return s[:, 0].transpose(0, 1).contiguous(), s[:, 1].transpose(0, 1).contiguous()
 
+    def conditioning(self, z: torch.Tensor, steps: int) -> torch.Tensor:
+        """What the decoder reads beside each input token: z, and step t's code of z when
+        ``step_codes`` -> (B, steps, Z [+ C])."""
+        cond = z[:, None].expand(-1, steps, -1)
+        if self.to_steps is None:
+            return cond
+        codes = self.to_steps(z).view(z.shape[0], self.config.window, self.config.step_codes)
+        if steps > self.config.window:
+            raise ValueError(f"a VAE with step codes decodes at most its window of {self.config.window} steps")
+        return torch.cat([cond, codes[:, :steps]], dim=-1)
+
     def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: z (B, Z), inputs (B, T) (BOS then the previous tokens) -> logits (B, T, V)."""
         x = self.embedding(inputs)  # (B, T, E)
-        x = torch.cat([x, z[:, None].expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E + Z)
+        x = torch.cat([x, self.conditioning(z, x.shape[1])], dim=-1)  # (B, T, E + Z [+ C])
         out, _ = self.decoder(x, self.initial_state(z))  # (B, T, D)
         return self.head(out)  # (B, T, V)
 
@@ -143,10 +159,11 @@ class MelodyVAE(nn.Module):
         z = z.to(self.device)
         n = z.shape[0]
         state = self.initial_state(z)
+        cond = self.conditioning(z, steps)  # (B, steps, Z [+ C])
         token = torch.full((n,), self.vocab.BOS, dtype=torch.long, device=self.device)
         out = torch.empty(n, steps, dtype=torch.long)
         for t in range(steps):
-            x = torch.cat([self.embedding(token), z], dim=-1)[:, None]  # (B, 1, E + Z)
+            x = torch.cat([self.embedding(token), cond[:, t]], dim=-1)[:, None]  # (B, 1, E + Z [+ C])
             h, state = self.decoder(x, state)
             logits = self.head(h[:, 0]).float()  # (B, V)
             if temperature == 0:

@@ -68,6 +68,7 @@ class VAETrainConfig:
     latent_dim: int = 32  # size of z
     decoder_hidden: int = 192  # LSTM units per decoder layer
     decoder_layers: int = 1  # stacked decoder LSTM layers
+    step_codes: int = 0  # width of the per-step code of z the decoder reads (0: none; rlmusic.models.vae)
     kl_weight: float = 0.2  # beta of the KL term once annealed (MusicVAE's 2-bar models: 0.2-0.5)
     kl_anneal_steps: int = 1500  # optimiser steps over which beta rises from 0 to kl_weight
     free_bits: float = 0.1  # nats per latent dimension that cost nothing
