@@ -8,7 +8,8 @@
 - ``vary MELODY.mid --amount X -n N --out DIR``: melodies near one (X latent std devs).
 
 Each writes ``NNNN.mid`` and ``manifest.jsonl`` (the rows of ``rlmusic generate`` plus
-where the point lies). ``--vae DIR`` picks the VAE (default: the one shipped in the package).
+where the point lies). ``--vae DIR`` picks the VAE, ``--model 2bar|4bar`` one shipped in the
+package (default: the 2-bar one).
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     var.add_argument("-n", type=int, default=8, help="variations to write (default 8)")
     for p, temp in ((inter, 0.0), (samp, 0.5), (var, 0.0)):
         p.add_argument("--out", required=True, help="folder for NNNN.mid and manifest.jsonl")
-        p.add_argument("--vae", help="VAE directory (default: the VAE shipped in the package)")
+        which = p.add_mutually_exclusive_group()
+        which.add_argument("--vae", help="VAE directory (default: the 2-bar VAE shipped in the package)")
+        which.add_argument("--model", choices=("2bar", "4bar"),
+                           help="a VAE shipped in the package: 2bar (the default) or 4bar")
         p.add_argument("--temperature", type=float, default=temp,
                        help=f"0 decodes greedily (the most likely token each step), above 0 samples (default {temp})")
         p.add_argument("--seed", type=int, default=0, help="seeds the latent draws and sampling (default 0)")
@@ -75,13 +79,13 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from rlmusic.cli.stored_clips import check_stored_clip
     from rlmusic.models import vae_explore as explore
-    from rlmusic.models.vae import load_vae
+    from rlmusic.models.vae import default_vae_dir, load_vae
     from rlmusic.runtime import resolve_device
 
     inputs = {"interpolate": ("a", "b"), "vary": ("melody",)}.get(args.action, ())
     for name in inputs:  # a stored clip's file is read only while it is what was stored
         check_stored_clip(getattr(args, name))
-    vae = load_vae(args.vae, device=resolve_device(args.device))
+    vae = load_vae(args.vae or default_vae_dir(args.model or "2bar"), device=resolve_device(args.device))
     window, vocab = vae.config.window, vae.vocab
 
     def read(path: str):

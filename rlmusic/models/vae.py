@@ -213,18 +213,27 @@ def save_vae(model: MelodyVAE, directory: str | Path, provenance: Provenance | N
     return save_model(model, directory, provenance)  # the same two files as a melody model
 
 
-def default_vae_dir() -> Path:
-    """The VAE shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "data" / "vae"
+SHIPPED_VAES = {"2bar": "vae", "4bar": "vae-4bar"}  # --model name -> folder under rlmusic/data
 
 
-SHIPPED_VAE = "shipped-vae"  # how provenance and manifests name the VAE shipped in the package
+def default_vae_dir(model: str = "2bar") -> Path:
+    """A VAE shipped inside the package: ``2bar`` (the default) or ``4bar``."""
+    if model not in SHIPPED_VAES:
+        raise ValueError(f"unknown shipped VAE {model!r}; valid: {', '.join(SHIPPED_VAES)}")
+    return Path(__file__).resolve().parent.parent / "data" / SHIPPED_VAES[model]
+
+
+SHIPPED_VAE = "shipped-vae"  # how provenance and manifests name the 2-bar VAE shipped in the package
 
 
 def vae_ref(directory: str | Path | None) -> str:
-    """``shipped-vae`` for the VAE in the package (or None), else the absolute path."""
-    if directory is None or Path(directory).resolve() == default_vae_dir().resolve():
+    """``shipped-vae`` (``shipped-vae-4bar``) for a VAE in the package (None: the 2-bar
+    one), else the absolute path."""
+    if directory is None:
         return SHIPPED_VAE
+    for name in SHIPPED_VAES:
+        if Path(directory).resolve() == default_vae_dir(name).resolve():
+            return SHIPPED_VAE if name == "2bar" else f"{SHIPPED_VAE}-{name}"
     return str(Path(directory).resolve())
 
 
