@@ -1,8 +1,8 @@
 """Explore: pick or upload two melodies, move along the melody VAE's latent path between
 them, hear each point and send one to the rating queue.
 
-The VAE is the one shipped in the package (``rlmusic vae``); its window (2 bars) bounds
-what can be uploaded. Who may open this page is decided by ``allowed`` alone.
+The VAE is one shipped in the package (``rlmusic vae``): 2 bars, or 4 bars when the
+4-bar VAE is there (a choice at the top); its window bounds what can be uploaded. Who may open this page is decided by ``allowed`` alone.
 """
 
 import hashlib
@@ -16,7 +16,7 @@ from app import common
 from rlmusic.audio.render import clip_audio
 from rlmusic.audio.synth import AudioError
 from rlmusic.models import vae_explore as explore
-from rlmusic.models.vae import load_vae, vae_ref
+from rlmusic.models.vae import SHIPPED_VAES, default_vae_dir, load_vae, vae_ref
 from rlmusic.music.representation import MelodyError, tokens_to_midi
 
 POINTS = 7  # points on the path, both ends included
@@ -32,8 +32,13 @@ def allowed(eng) -> bool:
 
 
 @st.cache_resource(show_spinner="Loading the melody VAE...")
-def vae_model():
-    return load_vae()
+def vae_model(name: str = "2bar"):
+    return load_vae(default_vae_dir(name))
+
+
+def shipped() -> dict[str, str]:
+    """The shipped VAEs found in the package, by label."""
+    return {f"{name[0]} bars": name for name in SHIPPED_VAES if (default_vae_dir(name) / "config.json").is_file()}
 
 
 def pick(side: str, examples: dict[str, list[int]], default: int, vocab, window: int) -> list[int]:
@@ -76,7 +81,9 @@ if not allowed(eng):
     st.warning("Only researchers may open the Explore page.")
     st.stop()
 common.show_flash()
-vae = vae_model()
+choices = shipped()
+length = st.radio("Melody length", list(choices), horizontal=True, key="vae_length") if len(choices) > 1 else None
+vae = vae_model(choices[length] if length else "2bar")
 window = vae.config.window
 examples = {f"{e['title']} (held-out tune)": e["tokens"] for e in explore.examples(vae.source_dir)}
 st.write(f"Two melodies of up to {window // 16} bars and the path between them in the latent "
@@ -89,7 +96,7 @@ with col_b:
     b = pick("B", examples, min(1, len(examples)), vae.vocab, window)
 
 stored = st.session_state.get(PATH_KEY)
-if stored is None or stored[0] != (tuple(a), tuple(b)):
+if stored is None or stored[0] != (tuple(a), tuple(b)) or len(stored[1][0]) != window:
     path, alphas = explore.interpolate(vae, a, b, POINTS)
     stored = ((tuple(a), tuple(b)), path.tolist(), alphas.tolist())
     st.session_state[PATH_KEY] = stored
