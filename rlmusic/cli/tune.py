@@ -36,7 +36,7 @@ from rlmusic.tuning.dpg_run import DPGRun
 from rlmusic.tuning.run import TuneRun
 
 OVERRIDES = (("timesteps", "timesteps"), ("steps", "steps"), ("n_envs", "n_envs"), ("seed", "seed"),
-             ("method", "method"))
+             ("method", "method"), ("dpo_rater", "rater"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, help="melodies generated in parallel (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed of torch, numpy and SB3 (overrides the config)")
     parser.add_argument("--reward-model", help="reward model directory (rlmusic reward fit) to tune against")
-    parser.add_argument("--method", choices=("ppo", "dpg"),
-                        help="how a config with [targets] trains to their projection (overrides the config's "
-                             "method, default ppo): ppo (RecurrentPPO, reward lambda . phi, beta 1, lambda refitted "
-                             "online) or dpg (distributional policy gradient on the proposal's samples weighted by "
-                             "P/q, GDC++'s baseline; dpg_* config keys)")
+    parser.add_argument("--method", choices=("ppo", "dpg", "dpo"),
+                        help="how the run trains (overrides the config's method, default ppo): ppo (RecurrentPPO; "
+                             "with [targets], reward lambda . phi, beta 1, lambda refitted online), dpg "
+                             "(distributional policy gradient to a [targets] projection; dpg_* keys) or dpo "
+                             "(preference optimisation on the raters' comparisons and star pairs, the prior as "
+                             "reference, no reward model; online with dpo_online_pairs and --reward-model; dpo_* keys)")
+    parser.add_argument("--rater", help="--method dpo: only this rater's judgements (sets dpo_rater)")
     add_device(parser)
     add_threads(parser)
     parser.add_argument("--resume", action="store_true",
@@ -146,6 +148,11 @@ def prepare(args: argparse.Namespace, config: TuneConfig) -> TuneRun | DPGRun:
         reward_dir = stored["reward_model"]
     if replaces_a_model(Path(args.out), config, args):
         refuse_if_queued(Path(args.out))
+    if config.method == "dpo":
+        from rlmusic.cli.tune_dpo import prepare_dpo
+
+        reward_model = load_reward_model(reward_dir, config, args.device) if reward_dir else None
+        return prepare_dpo(args, config, reward_model, reward_dir)
     if config.method == "dpg":
         if reward_dir:
             raise ValueError("--method dpg trains to the projection of the [targets] alone: a reward model has no "

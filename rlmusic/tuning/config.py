@@ -25,7 +25,8 @@ WEIGHT_FIELDS = ("theory_weight", "structure_weight", "novelty_weight", "diversi
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 TABLES = ("theory", "guard", "rl_tuner", "critic", "targets")  # keys whose value is a TOML table
 THEORY_RULES = ("rlmusic", "rl_tuner")  # the theory rewards theory_rules can name
-METHODS = ("ppo", "dpg")  # how a targets run trains to the projection (the method key)
+METHODS = ("ppo", "dpg", "dpo")  # how a run trains: PPO, or to a [targets] projection by dpg, or on preference pairs by dpo
+DPO_LOSSES = ("dpo", "ipo")
 MINIBATCHES = ("episodes", "contiguous")  # how PPO cuts a rollout into minibatches (rlmusic.tuning.ppo)
 
 
@@ -90,6 +91,13 @@ class TuneConfig:
     dpg_learning_rate: float = 1e-4  # dpg: Adam step size of the policy (gradients clipped at max_grad_norm)
     dpg_proposal_every: int = 8  # dpg: gradient steps between proposal checks (the proposal becomes the policy when its estimated KL(P || pi) is lower; lambda refitted then)
     dpg_refit_lambda: bool = True  # dpg: at each proposal check refit lambda on the last targets_plan_n sampled melodies (importance-weighted), kept when its effective sample size beats the current fit's
+    dpo_loss: str = "dpo"  # dpo: "dpo" (-log sigmoid(beta h)) or "ipo" ((h - 1/(2 beta))^2), h the winner's log-ratio to the prior minus the loser's (rlmusic.tuning.dpo)
+    dpo_beta: float = 0.1  # dpo: beta of the loss (how far from the prior the preferences may pull)
+    dpo_epochs: int = 4  # dpo: passes over the pairs (online: over each round's pairs)
+    dpo_batch: int = 32  # dpo: pairs per gradient step
+    dpo_learning_rate: float = 1e-4  # dpo: Adam step size of the policy (gradients clipped at max_grad_norm)
+    dpo_rater: str | None = None  # dpo: only this rater's comparisons and star pairs (None: every rater's; star pairs always within one rater)
+    dpo_online_pairs: int = 0  # dpo: 0 trains on the stored judgements (offline); K > 0: rounds of K pairs sampled from the policy and judged by the reward model (online, needs --reward-model) until timesteps melody steps were sampled
     # -- bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at start and end)
     eval_melodies: int = 128  # melodies sampled per evaluation
@@ -154,10 +162,12 @@ class TuneConfig:
             value = getattr(self, f.name)
             if f.name in TABLES:
                 continue
-            if f.name in ("eval_corpus", "theory_rules", "method", "minibatches"):
+            if f.name in ("eval_corpus", "theory_rules", "method", "minibatches", "dpo_loss", "dpo_rater"):
                 if value is not None and not isinstance(value, str):
-                    choices = {"theory_rules": THEORY_RULES, "method": METHODS, "minibatches": MINIBATCHES}
-                    what = "a corpus name or 'none'" if f.name == "eval_corpus" else f"one of {list(choices[f.name])}"
+                    choices = {"theory_rules": THEORY_RULES, "method": METHODS, "minibatches": MINIBATCHES,
+                               "dpo_loss": DPO_LOSSES}
+                    what = ("a corpus name or 'none'" if f.name == "eval_corpus" else "a rater's name"
+                            if f.name == "dpo_rater" else f"one of {list(choices[f.name])}")
                     raise ValueError(f"{f.name} must be {what}, got {value!r}")
                 continue
             if value is None and f.default is None:
@@ -174,7 +184,7 @@ class TuneConfig:
                 raise ValueError(f"{f.name} must be a whole number, got {value!r}")
         self.vocab  # noqa: B018 - raises on a bad pitch range
         positive = ("steps", "timesteps", "n_envs", "batch_size", "n_epochs", "eval_melodies", "kl_horizon",
-                    "dpg_batch", "dpg_proposal_every")
+                    "dpg_batch", "dpg_proposal_every", "dpo_epochs", "dpo_batch")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -195,7 +205,12 @@ class TuneConfig:
                 f"batch_size={self.batch_size} exceeds the rollout size "
                 f"n_steps*n_envs={self.rollout_steps * self.n_envs}"
             )
-        for name in ("learning_rate", "clip_range", "max_grad_norm", "dpg_learning_rate"):
+        if self.dpo_online_pairs < 0:
+            raise ValueError(f"dpo_online_pairs must be >= 0, got {self.dpo_online_pairs}")
+        if self.dpo_loss not in DPO_LOSSES:
+            raise ValueError(f"dpo_loss must be one of {list(DPO_LOSSES)}, got {self.dpo_loss!r}")
+        for name in ("learning_rate", "clip_range", "max_grad_norm", "dpg_learning_rate", "dpo_learning_rate",
+                     "dpo_beta"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
@@ -210,6 +225,9 @@ class TuneConfig:
             raise ValueError(f"minibatches must be one of {list(MINIBATCHES)}, got {self.minibatches!r}")
         if parse_targets(self.targets):  # unknown keys and bad bars raise, naming them
             self._check_targets_run()
+            if self.method == "dpo":
+                raise ValueError("method dpo trains on preference pairs, not to [targets]: drop the [targets] table "
+                                 "or use --method ppo or dpg")
         elif self.method == "dpg":
             raise ValueError("method dpg trains to the projection of a [targets] table, and this config has none: "
                              "add one (e.g. --preset rl-tuner-targets) or use --method ppo")
