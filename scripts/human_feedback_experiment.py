@@ -6,7 +6,8 @@ through the product's own commands (docs/results.md, "Human feedback").
 2. 6 simulated raters of TASTE give 100 star ratings each (600), through the ratings CSV
    import (`rlmusic simulate-raters`);
 3. `rlmusic reward fit` (default features, clip-disjoint held-out metrics);
-4. `rlmusic tune --reward-model ... --steps 64` with no preset: the `human` preset;
+4. `rlmusic tune --reward-model ... --steps 64` with no preset: the `human` preset (with
+   ``--method dpo``: `rlmusic tune --method dpo` on the stored judgements instead);
 5. ``-n`` (10,000) fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
    in standard deviations of the prior's melodies with its 95% interval, the reward model's
    score and out-of-distribution ratio of both, KL per step and per note, notes out of key
@@ -119,13 +120,16 @@ def experiment(args: argparse.Namespace, out: Path, seed: int) -> dict:
         if args.control:
             print(f"control: shuffled the stars of {shuffle_stars(seed)} ratings among the clips", flush=True)
         run(env, "reward", "fit", "--out", out / "rm", "--seed", seed)
+    if not (out / "tuned" / "model.safetensors").is_file() and args.method == "dpo":  # the judgements, no reward model
+        run(env, "tune", "--out", out / "tuned", "--method", "dpo", "--steps", args.steps, "--seed", seed,
+            "--no-progress", "--force", *(["--config", Path(args.config).resolve()] if args.config else []))
     if not (out / "tuned" / "model.safetensors").is_file():
         resume = ["--resume"] if (out / "tuned" / "tune_config.json").is_file() else []
         run(env, "tune", "--out", out / "tuned", "--reward-model", out / "rm", "--steps", args.steps,
             "--timesteps", args.timesteps, "--seed", seed, "--no-progress", *resume,
             *(["--preset", "human", "--config", Path(args.config).resolve()] if args.config else []))
     result = {**measure(out, args.taste, args.steps, n=args.n), "control": args.control, "config": args.config,
-              "training_seed": seed}
+              "training_seed": seed, "method": args.method}
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -160,6 +164,9 @@ def main() -> None:
     ap.add_argument("--control", action="store_true", help="shuffle the stars among the clips before the fit")
     ap.add_argument("--config", default=None, help="TOML of tune config keys on top of the human preset "
                     "(default: none, the product's own choice)")
+    ap.add_argument("--method", choices=("ppo", "dpo"), default="ppo",
+                    help="ppo: tune against the reward model (the human preset); dpo: `tune --method dpo` on the "
+                         "judgements themselves (the reward model is fitted all the same, to score the result)")
     args = ap.parse_args()
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
