@@ -244,8 +244,10 @@ def test_vae_commands_train_resume_interpolate_sample_vary(memorised, trained, t
     assert vae_cli("train", "--out", run, "--max-epochs", 2, "--resume", *flags) == 0
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + epochs 1 and 2
     # a trained VAE may go on with its own predictions as inputs; other keys stay as they were
-    assert vae_cli("train", "--out", run, "--max-epochs", 3, "--resume", "--own-inputs", 0.5, *flags) == 0
+    assert vae_cli("train", "--out", run, "--max-epochs", 3, "--resume", "--own-inputs", 0.5, "--select",
+                   "reconstruction", *flags) == 0
     assert (run / "metrics.csv").read_text().count("\n") == 4
+    assert json.loads((run / "config.json").read_text())["provenance"]["metrics"]["epoch"] == 3  # best by the new yardstick
     assert vae_cli("train", "--out", run, "--max-epochs", 4, "--resume", "--kl-weight", 0.9, *flags) == 1
     assert "different config than the checkpoint's" in capsys.readouterr().err
     assert json.loads((run / "examples.json").read_text())  # held-out openings for Explore

@@ -47,7 +47,7 @@ from rlmusic.runtime import (
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 EXAMPLES = "examples.json"
-EXTENDABLE = ("max_epochs", "patience", "own_inputs", "own_inputs_steps")  # a resumed run may change these
+EXTENDABLE = ("max_epochs", "patience", "own_inputs", "own_inputs_steps", "select")  # a resumed run may change these
 SELECT = ("loss", "reconstruction")  # what picks the saved epoch
 N_EXAMPLES = 8  # test-split openings saved with the model for the Explore page
 
@@ -296,6 +296,8 @@ class VAETrainer:
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step, self.best, self.bad_epochs = (state["epoch"], state["step"], state["best"],
                                                              state["bad_epochs"])
+        if state["config"].get("select", "loss") != self.config.select:  # a new yardstick: its first epoch is best
+            self.best, self.bad_epochs = math.inf, 0
 
 
 def write_examples(out: Path, pieces: list[tuple[str, str, np.ndarray]], window: int) -> Path:
