@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,10 +11,11 @@ from seeding import seed
 
 from rlmusic.feedback.features import feature_names, melody_features, shipped_vae, vae_features
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model
-from rlmusic.feedback.reward_model import load_reward_model
+from rlmusic.feedback.reward_model import load_reward_model, prior_fingerprint
 from rlmusic.feedback.simulate import make_raters, taste_score
 from rlmusic.models.checkpoint import load_model
 from rlmusic.models.generate import sample_tokens
+from rlmusic.models.vae import default_vae_dir
 
 TASTE = "pitch"  # the share of C, E and G among the notes (contour and ending: at chance with 160 stars)
 
@@ -50,5 +53,11 @@ def test_a_reward_model_on_vae_features_learns_a_taste_and_reloads(tmp_path, rec
     assert model.metrics["star_pair_accuracy"] > 0.65, model.metrics  # held-out clips (chance 0.5)
     loaded = load_reward_model(model.save(tmp_path / "rm"))
     np.testing.assert_allclose(loaded.score(clips[:8]), model.score(clips[:8]), atol=1e-5)
+    meta = json.loads((tmp_path / "rm" / "config.json").read_text())
+    assert meta["features"]["vae_fingerprint"] == prior_fingerprint(default_vae_dir())
+    meta["features"]["vae_fingerprint"] = "0" * 16  # as if the shipped VAE had been retrained since the fit
+    (tmp_path / "rm" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="fitted on the latent of another VAE than the one shipped now"):
+        load_reward_model(tmp_path / "rm")
     with pytest.raises(ValueError, match="features must be one of"):
         RewardModelConfig(features="vae+prior").validate()

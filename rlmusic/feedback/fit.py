@@ -66,6 +66,7 @@ from rlmusic.feedback.reward_model import (
     EnsembleHead,
     RewardModel,
     prior_fingerprint,
+    vae_fingerprint,
 )
 from rlmusic.models.checkpoint import default_prior_dir, load_model
 from rlmusic.models.lstm import MelodyLSTM
@@ -235,6 +236,7 @@ def fit_reward_model(
             "prior_hidden_size": prior.config.hidden_size,
             "set": config.features,
             "names": feature_names(prior.config.hidden_size, config.features),
+            "vae_fingerprint": vae_fingerprint(config.features),
             "description": "top LSTM layer of the frozen prior over BOS+melody: mean and last hidden "
                            "state; mean log p_prior per note; melody statistics (STAT_NAMES)",
         },

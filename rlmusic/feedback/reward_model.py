@@ -44,6 +44,13 @@ def prior_fingerprint(directory: str | Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def vae_fingerprint(features: str) -> str | None:
+    """The shipped VAE's fingerprint when the feature set ``features`` reads its latent."""
+    from rlmusic.models.vae import default_vae_dir
+
+    return prior_fingerprint(default_vae_dir()) if "vae" in features.split("+") else None
+
+
 # --------------------------------------------------------------------------- the ensemble head
 
 
@@ -198,6 +205,15 @@ def load_reward_model(
     if fp and prior_fingerprint(prior_dir) != fp:
         warnings.warn(f"prior {prior_dir} is not the one reward model {directory} was fitted on "
                       f"(weights differ): its scores may be meaningless", stacklevel=2)
+    features = meta["features"]
+    if "vae" in features["set"].split("+"):
+        from rlmusic.feedback.features import feature_names
+
+        fitted = features.get("vae_fingerprint")
+        if (fitted and fitted != vae_fingerprint(features["set"])) or len(
+                feature_names(model.config.hidden_size, features["set"])) != meta["head"]["n_features"]:
+            raise ValueError(f"reward model {directory} was fitted on the latent of another VAE than the one shipped "
+                             f"now (features {features['set']!r}); fit it again with `rlmusic reward fit`")
     weights = load_file(str(Path(directory) / WEIGHTS_FILE))
     h = meta["head"]
     head = EnsembleHead(h["n_features"], h["ensemble"], h["hidden"])
