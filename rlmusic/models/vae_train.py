@@ -47,7 +47,7 @@ from rlmusic.runtime import (
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 EXAMPLES = "examples.json"
-EXTENDABLE = ("max_epochs", "patience", "own_inputs", "own_inputs_steps", "select")  # a resumed run may change these
+EXTENDABLE = ("max_epochs", "patience", "own_inputs", "own_inputs_steps", "token_dropout", "select")  # a resumed run may change these
 SELECT = ("loss", "reconstruction")  # what picks the saved epoch
 N_EXAMPLES = 8  # test-split openings saved with the model for the Explore page
 
