@@ -1,8 +1,10 @@
-"""The VAEs shipped in the package hold the melodies given to them: two-bar melodies
-written here (not from any corpus) and Bach chorale sopranos they never trained on come
-back from z = the posterior mean by greedy free-running decoding on >= 95% of their 16th
-steps and >= 90% of their onsets (2 bars), held-out 4-bar windows on >= 90% of steps;
-the path between two of them passes through melodies in key."""
+"""The VAE shipped in the package holds the melodies given to it: two-bar melodies written
+here (tests/data/written_melodies.json, written before the model was trained, from no
+corpus) and Bach chorale sopranos it never trained on come back from z = the posterior
+mean by greedy free-running decoding on >= 95% of their 16th steps and >= 90% of their
+onsets; the path between two of them passes through melodies in key. (The greedy paths'
+smallest gap between the two likeliest tokens is 0.24 logits on the written melodies, so
+another CPU's rounding cannot change a decoded token.)"""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.models import vae_explore as explore
-from rlmusic.models.vae import default_vae_dir, load_vae
+from rlmusic.models.vae import load_vae
 from rlmusic.models.vae_train import accuracies, evaluate_vae
 from rlmusic.models.windows import melody_windows
 from rlmusic.music.context import RuleContext
@@ -60,13 +61,3 @@ def test_the_path_between_two_written_melodies_stays_in_key():
         assert 1 - music_theory_metrics(point[None], ctx)["onsets_not_in_key"] >= 0.9
         rest_then_hold = (point[:-1] == vae.vocab.REST) & (point[1:] == vae.vocab.HOLD)
         assert not rest_then_hold.any()  # a hold after a rest holds nothing
-
-
-@pytest.mark.skipif(not (default_vae_dir("4bar") / "config.json").is_file(), reason="no 4-bar VAE shipped")
-def test_the_four_bar_vae_gives_back_held_out_four_bar_windows(record_property):
-    vae = load_vae(default_vae_dir("4bar"))
-    assert vae.config.window == 64
-    irish = load_corpus("irish", vocab=vae.vocab, progress=False)
-    figures = evaluate_vae(vae, melody_windows(irish.split("test"), 64, hop=64)[:300])
-    record_property("token_accuracy", round(figures["token_accuracy"], 4))
-    assert figures["token_accuracy"] >= 0.90
