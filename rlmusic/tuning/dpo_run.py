@@ -106,7 +106,7 @@ class DPORun:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
             self.optimizer.step()
-            losses.append(float(loss) * len(idx))
+            losses.append(float(loss.detach()) * len(idx))
             margins.append(h.cpu().numpy())
         self.passes += 1
         h = np.concatenate(margins)
