@@ -26,7 +26,8 @@ def judgement_pairs(config: TuneConfig):
     print(f"tune dpo: {len(winners)} preference pairs of {config.steps}-step melodies from {who}: "
           f"{counts.get('comparisons', 0)} comparisons, {counts.get('star_pairs', 0)} star pairs; left out: "
           f"{counts.get('ties', 0)} ties, {counts.get('equal_stars', 0)} pairs of equal stars, "
-          f"{counts.get('other_length', 0)} judgements of other lengths, {left_out['gold_comparisons']} gold checks",
+          f"{counts.get('other_length', 0)} judgements of other lengths, {left_out['gold_comparisons']} gold checks, "
+          f"{counts.get('star_pairs_not_sampled', 0)} star pairs beyond a sample of 20,000",
           flush=True)
     mine = config.dpo_rater
     ids = {"rating_ids": sorted(r["rating_id"] for r in stars if mine is None or r["rater"] == mine),
