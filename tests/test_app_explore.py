@@ -75,3 +75,24 @@ def test_explore_takes_an_uploaded_melody_and_names_what_is_wrong_with_a_bad_one
     (a, _), path, _ = at.session_state["explore_path"]
     assert list(a) == mine.tolist()
     assert path[0] == explore.interpolate(load_vae(), mine, explore.examples()[1]["tokens"], 7)[0][0].tolist()
+
+
+def test_with_a_four_bar_vae_shipped_the_page_offers_both_lengths(engine, tmp_path, monkeypatch):
+    import json
+
+    from rlmusic.models import vae as vae_module
+    from rlmusic.models.vae import MelodyVAE, VAEConfig, save_vae
+
+    four = save_vae(MelodyVAE(VAEConfig(window=64, embed_dim=8, encoder_hidden=8, latent_dim=4, decoder_hidden=16,
+                                        step_codes=2)), tmp_path / "vae-4bar")
+    two = explore.examples()
+    rows = [{"piece": f"p{i}", "title": f"tune {i}", "tokens": two[i]["tokens"] + two[i + 1]["tokens"]} for i in (0, 2)]
+    (four / "examples.json").write_text(json.dumps(rows))
+    real = vae_module.default_vae_dir
+    monkeypatch.setattr(vae_module, "default_vae_dir", lambda model="2bar": four if model == "4bar" else real(model))
+    at = explore_page()
+    assert not at.exception and at.radio(key="vae_length").options == ["2 bars", "4 bars"]
+    assert len(at.session_state["explore_path"][1][0]) == 32
+    at.radio(key="vae_length").set_value("4 bars").run()
+    assert not at.exception and "up to 4 bars" in at.markdown[0].value
+    assert len(at.session_state["explore_path"][1][0]) == 64  # the 4-bar VAE's path between 4-bar melodies
