@@ -15,6 +15,7 @@ import pretty_midi
 import pytest
 import soundfile
 from streamlit.testing.v1 import AppTest
+from test_harmonize import write_notes
 
 import db
 from app import common
@@ -107,24 +108,14 @@ def test_a_harmony_study_shares_each_soprano_and_its_report_is_a_recount(home, t
     assert report["gold_failures"] == {"ann": 0, "bob": 0} and report["n_raters"] == 2
 
 
-def write_melody(path: Path, *tracks: list[tuple[int, float, float]]) -> Path:
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120)  # a 16th step is 0.125 s
-    for notes in tracks:
-        inst = pretty_midi.Instrument(0)
-        inst.notes = [pretty_midi.Note(90, p, s, e) for p, s, e in notes]
-        pm.instruments.append(inst)
-    pm.write(str(path))
-    return path
-
-
 def test_a_folder_of_melodies_counts_what_it_skips_and_keeps_the_soprano_as_written(home, tmp_path, capsys):
     melodies = tmp_path / "melodies"
     melodies.mkdir()
     tune = [(67, 0, 0.5), (69, 0.5, 1), (71, 1, 2), (72, 2, 3), (74, 3, 3.5), (71, 3.5, 4), (72, 4, 6)]
-    write_melody(melodies / "0_tune.mid", tune)  # 6 s = 48 steps: cut to 32
-    write_melody(melodies / "1_chords.mid", [(60, 0, 1), (64, 0, 1)])
-    write_melody(melodies / "2_empty.mid", [])
-    write_melody(melodies / "3_low.mid", [(m, i * 0.5, i * 0.5 + 0.5) for i, m in enumerate((50, 52, 53, 55))])
+    write_notes(melodies / "0_tune.mid", tune)  # 6 s = 48 steps: cut to 32
+    write_notes(melodies / "1_chords.mid", [(60, 0, 1), (64, 0, 1)])
+    write_notes(melodies / "2_empty.mid", [])
+    write_notes(melodies / "3_low.mid", [(m, i * 0.5, i * 0.5 + 0.5) for i, m in enumerate((50, 52, 53, 55))])
     (melodies / "notes.txt").write_text("not a melody")
     feedforward = save_harmonizer(build_harmonizer("feedforward", {"window": STEPS, "hidden": [16]}),
                                   tmp_path / "ff")
