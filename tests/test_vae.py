@@ -17,7 +17,13 @@ from rlmusic.cli.main import main as cli_main
 from rlmusic.corpus.cache import load_corpus
 from rlmusic.models import vae_explore as explore
 from rlmusic.models.vae import MelodyVAE, VAEConfig, load_vae, save_vae, slerp
-from rlmusic.models.vae_train import VAETrainConfig, VAETrainer, accuracies, elbo_terms, evaluate_vae
+from rlmusic.models.vae_train import (
+    VAETrainConfig,
+    VAETrainer,
+    accuracies,
+    elbo_terms,
+    evaluate_vae,
+)
 from rlmusic.models.windows import melody_windows
 from rlmusic.music.representation import (
     DEFAULT_VOCAB,
