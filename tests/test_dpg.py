@@ -186,7 +186,7 @@ def test_dpg_without_targets_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="method dpg trains to the projection alone.*theory_weight"):
         TuneConfig(method="dpg", targets={KEY: TARGET}, theory_weight=1.0).validate()
-    with pytest.raises(ValueError, match="method must be one of \\['ppo', 'dpg'\\]"):
+    with pytest.raises(ValueError, match="method must be one of \\['ppo', 'dpg', 'dpo'\\]"):
         TuneConfig(method="trpo").validate()
 
 
