@@ -37,12 +37,12 @@ import streamlit as st
 import db
 from rlmusic.audio.render import clip_audio, default_cache_dir, render_to_file
 from rlmusic.audio.synth import AudioError
+from rlmusic.harmony.study_clips import INSTRUMENTS as HARMONY_INSTRUMENTS
 from rlmusic.harmony.study_clips import harmony_of_clip
 from rlmusic.music.representation import DEFAULT_VOCAB, tokens_to_notes
 
 TEMPO = 120.0  # clips are played at this tempo (quarter notes per minute)
 INSTRUMENT = "piano"  # one instrument for every clip, so timbre does not sway ratings
-HARMONY_INSTRUMENTS = "choir"  # and one for every harmonisation (the Studio's and the studies')
 FILL_QUEUE = "rlmusic generate -n 16 --enqueue"
 RATER_KEY = "rater"  # session_state: the rater's name, set once per browser session
 INVITE_KEY = "invite"  # session_state: the rater an invite let in (id, name, role, hash; the token, kept

@@ -29,11 +29,10 @@ from rlmusic.harmony.checkpoint import (
 from rlmusic.harmony.harmonize import Harmonization, harmonize_notes
 from rlmusic.harmony.midi_io import melody_track, read_score, write_midi
 from rlmusic.harmony.revise import revise_voice
+from rlmusic.harmony.study_clips import INSTRUMENTS
 from rlmusic.harmony.voice_leading import voice_leading
 from rlmusic.music.representation import DEFAULT_VOCAB, Note, notes_to_tokens, tokens_to_notes
 from rlmusic.runtime import home, set_threads
-
-INSTRUMENTS = "choir"  # every version is heard on the same instruments, so timbre never sways a rating
 
 
 @st.cache_resource(show_spinner=False)

@@ -56,9 +56,9 @@ def write_version(h, out: Path, index: int, row: dict) -> dict:
     and its clip (for ``db.enqueue_clips``) as ``row["clip"]``."""
     from rlmusic.audio.render import render_to_file
     from rlmusic.harmony.midi_io import write_midi
-    from rlmusic.harmony.study_clips import soprano_melody
+    from rlmusic.harmony.study_clips import INSTRUMENTS, soprano_melody
 
-    pm = h.midi("choir")
+    pm = h.midi(INSTRUMENTS)
     midi = write_midi(pm, out / f"{index:04d}.mid")
     ogg = render_to_file(pm, out / f"{index:04d}.ogg", instrument=None)
     tokens = soprano_melody(h).tolist()

@@ -42,6 +42,7 @@ from rlmusic.music.representation import (
 BACH = "bach"  # the harmoniser that is Bach himself (chorale sopranos only)
 CHORALES = "chorales"  # --melodies: excerpts of the held-out chorales
 MIDI_SUFFIXES = (".mid", ".midi")
+INSTRUMENTS = "choir"  # every harmonisation a rater hears (Studio, studies, Compare): timbre never sways a rating
 SKIP_REASONS = {  # why a MIDI file gives no soprano, by the error read_score & co. raise
     "EmptyMelodyError": "no notes in the excerpt",
     "NotMonophonicError": "not one line (several tracks, or notes that overlap)",
