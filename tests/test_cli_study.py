@@ -259,7 +259,7 @@ def test_reward_fit_leaves_out_gold_failures_and_shows_the_raters_agreement(home
     capsys.readouterr()
     out = tmp_path / "rm"
     assert main(["reward", "fit", "--out", str(out), "--prior", str(tiny_prior), "--min-ratings", "4",
-                 "--ensemble", "2", "--exclude-gold-failures"]) == 0
+                 "--ensemble", "2", "--exclude-gold-failures", "--model", "auto"]) == 0
     printed = capsys.readouterr().out
     assert "left out 6 gold-check comparisons; 1 raters who failed more than 25% of their gold checks (cy)" in printed
     meta = json.loads((out / "config.json").read_text())
@@ -268,3 +268,6 @@ def test_reward_fit_leaves_out_gold_failures_and_shows_the_raters_agreement(home
     assert meta["rater_agreement"] == {"pairwise_agreement": 0.0, "n_shared_pairs": 4, "n_rater_pairs": 4}
     assert "raters' own agreement 0.000 over 4 pairs of raters" in printed
     assert "held-out pairwise accuracy" in printed
+    kept = meta["metrics"]["auto"]["kept"]  # --model auto fitted both kinds and says which it kept
+    assert meta["head"]["kind"] == kept and f"reward fit: model: {kept} (" in printed
+    assert "kept by --model auto: held-out accuracy" in printed

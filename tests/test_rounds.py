@@ -81,8 +81,10 @@ def effect(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
 @pytest.mark.parametrize("taste", [DEVELOPED, HELD_OUT])
 def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine, tmp_path, taste, record_property):
     """The real loop, small: the shipped prior's clips, simulated raters of a taste that no
-    feature computes, a reward model on the default features, one round with the preset a
-    reward model gets (``human``), 16k PPO steps. Fails if the taste does not move.
+    feature computes, a reward model on the default features (``model="frozen"``: the
+    fine-tuned kind has its own tests, tests/test_finetuned_reward.py, and would double this
+    test's minutes), one round with the preset a reward model gets (``human``), 16k PPO
+    steps. Fails if the taste does not move.
 
     Measured over test seeds 0-4 (scripts/test_seeds.sh 5): held-out pairwise accuracy pitch
     0.71-0.81, ending 0.70-0.74; star-pair accuracy pitch 0.63-0.83, ending 0.67-0.82; taste
@@ -97,7 +99,7 @@ def test_one_round_raises_the_simulated_taste_within_kl_and_theory_limits(engine
     config = TuneConfig.preset("human", steps=STEPS, timesteps=16_384, eval_every=0, eval_melodies=64,
                                checkpoint_every=0, eval_corpus="none", seed=seed(0))
     summary = run_round(tmp_path / "round1", DbStore(engine), tune_config=config, n_clips=32, audio=False,
-                        active=True, device="cpu", reward_config=RewardModelConfig(seed=seed(0)))
+                        active=True, device="cpu", reward_config=RewardModelConfig(seed=seed(0), model="frozen"))
     # the reward model: held-out (clip-disjoint, statistics from training rows only) accuracy above chance
     metrics = summary["reward_metrics"]
     assert metrics["split"] == "clip"

@@ -21,6 +21,7 @@ import numpy as np
 from rlmusic.cli.options import add_device, add_threads, apply_threads
 from rlmusic.feedback.agreement import pairwise_agreement
 from rlmusic.feedback.fit import (
+    MODELS,
     SPLITS,
     TIES,
     RewardModelConfig,
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--seed", type=int, help="seed of the split, bootstrap and heads (default 0)")
     fit.add_argument("--split", choices=SPLITS, help="held-out evaluation split (default rater)")
     fit.add_argument("--ties", choices=TIES, help="ties as half-wins (default) or skipped")
+    fit.add_argument("--model", choices=MODELS,
+                     help="frozen: heads on the frozen prior's features; finetuned: the prior's LSTM fine-tuned with "
+                          "a scalar head; auto: fit both, keep the better held-out accuracy (default)")
     fit.add_argument("--config", help="RewardModelConfig keys as TOML or JSON (flags override it)")
     fit.add_argument("--exclude-gold-failures", action="store_true",
                      help="leave out every judgement of raters who failed more than --max-gold-fail of the "
@@ -63,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RewardModelConfig:
     data: dict[str, Any] = read_table(args.config) if args.config else {}
-    for key in ("min_ratings", "ensemble", "seed", "split", "ties"):
+    for key in ("min_ratings", "ensemble", "seed", "split", "ties", "model"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     return RewardModelConfig.from_dict(data)
@@ -122,6 +126,24 @@ def agreement_line(model: RewardModel) -> str:
             "(agreement is the ceiling: no model predicts a rater better than another rater does)")
 
 
+def model_line(model: RewardModel) -> str:
+    """Which kind of model was fitted and, with ``--model auto``, why it was kept."""
+    kind = model.meta["head"].get("kind", "frozen")
+    what = {"frozen": "heads on the frozen prior's features",
+            "finetuned": f"the prior's LSTM fine-tuned ({model.meta['head'].get('layers')} layers) with a scalar head"}
+    auto = model.metrics.get("auto")
+    if not auto:
+        return f"model: {kind} ({what[kind]})"
+    other = "finetuned" if kind == "frozen" else "frozen"
+
+    def acc(k: str) -> str:
+        a = auto[k]["heldout_accuracy"]
+        return "n/a" if a is None or not math.isfinite(a) else f"{a:.3f}"
+
+    return (f"model: {kind} ({what[kind]}), kept by --model auto: held-out accuracy {acc(kind)} against "
+            f"{acc(other)} for {other}")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "fit":
         apply_threads(args)
@@ -136,6 +158,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"reward fit: {d['n_ratings']} star ratings + {d['n_comparisons']} comparisons "
               f"({d['n_ties']} ties, {d['ties']}) from {d['n_raters']} raters")
         print("reward fit: " + format_metrics(model.metrics))
+        print("reward fit: " + model_line(model))
         print("reward fit: " + agreement_line(model))
         print(f"reward fit: wrote {args.out}")
         return 0

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmusic.feedback.features import feature_names, melody_features
+from rlmusic.feedback.finetuned import LAYERS, FinetunedRewardModel, fit_finetuned
 from rlmusic.feedback.judgements import (
     Judgements,
     check_enough,
@@ -72,6 +73,7 @@ from rlmusic.models.checkpoint import default_prior_dir, load_model
 from rlmusic.models.lstm import MelodyLSTM
 
 SPLITS = ("rater", "clip")
+MODELS = ("frozen", "finetuned", "auto")
 TIES = ("half", "skip")
 FEATURE_SETS = ("prior+stats", "prior", "stats", "vae", "vae+stats")  # "vae": the shipped VAE's latent mean
 
@@ -97,6 +99,12 @@ class RewardModelConfig:
     holdout: float = 0.25  # share of raters (or clips) held out for the metrics
     min_ratings: int = 20  # refuse to fit on fewer judgements (star ratings + comparisons)
     seed: int = 0  # seeds the split, the bootstrap and the heads' initialisation
+    model: str = "auto"  # "frozen": heads on the frozen prior's features; "finetuned": the prior's LSTM fine-tuned with a scalar head (rlmusic.feedback.finetuned); "auto": both, the better held-out accuracy kept
+    finetune_layers: str = "top"  # finetuned: "top" (the top LSTM layer, the rest frozen) or "all"
+    finetune_epochs: int = 30  # finetuned: most epochs (early stopping on a clip-disjoint validation part)
+    finetune_patience: int = 6  # finetuned: epochs without a better validation loss before stopping
+    finetune_lr: float = 1e-3  # finetuned: Adam step of the LSTM (the head: 10 times it)
+    finetune_batch: int = 32  # finetuned: judgements per minibatch
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RewardModelConfig:
@@ -126,6 +134,15 @@ class RewardModelConfig:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {self.split!r}")
         if not 0 < self.holdout < 1:
             raise ValueError(f"holdout must be in (0, 1), got {self.holdout}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+        if self.finetune_layers not in LAYERS:
+            raise ValueError(f"finetune_layers must be one of {list(LAYERS)}, got {self.finetune_layers!r}")
+        for name in ("finetune_epochs", "finetune_patience", "finetune_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_lr <= 0:
+            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
 
 
 # --------------------------------------------------------------------------- fitting
@@ -202,29 +219,19 @@ def fit_reward_model(
     feats = np.concatenate([melody_features(prior, np.array([m]), config.features) for m in data.melodies]) \
         if len(steps_seen) > 1 else melody_features(prior, np.array(data.melodies), config.features)
 
-    metrics: dict[str, Any] = {}
-    if evaluate:
-        s_tr, s_te, p_tr, p_te, used = split_rows(data, config.split, config.holdout, config.seed)
-        if len(s_tr) + len(p_tr) and len(s_te) + len(p_te):
-            # every statistic from training rows only: feature standardisation, star z-scores
-            seen = np.unique(np.concatenate([data.star_idx[s_tr], data.pair_a[p_tr], data.pair_b[p_tr]]))
-            x_tr = torch.as_tensor(standardise(feats, feats[seen]), dtype=torch.float32)
-            z_tr, _ = zscore_within_raters(data.star_value, data.star_rater, s_tr)
-            head = _fit_heads(x_tr, data, z_tr, s_tr, p_tr, config, config.seed + 1000)
-            with torch.no_grad():
-                held = head(x_tr).mean(0).numpy()
-            metrics = {"split": used, **heldout_metrics(held, data, s_te, p_te, z_tr),
-                       "n_train_ratings": int(len(s_tr)), "n_train_pairs": int(len(p_tr)),
-                       "n_dropped_ratings": int(len(data.star_idx) - len(s_tr) - len(s_te)),
-                       "n_dropped_pairs": int(len(data.pair_a) - len(p_tr) - len(p_te))}
-        else:
-            metrics = {"split": used, "note": "held-out part or training part empty: no held-out metrics"}
     mean, std = feats.mean(0), np.where(feats.std(0) > 1e-6, feats.std(0), 1.0)
     x = torch.as_tensor((feats - mean) / std, dtype=torch.float32)  # (M, F): the saved model sees all
-    head = _fit_heads(x, data, data.star_z, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)), config,
-                      config.seed)
-    with torch.no_grad():
-        raw = head(x).numpy()  # (K, M)
+    fits: dict[str, tuple[Any, dict[str, Any], np.ndarray]] = {}
+    if config.model in ("frozen", "auto"):
+        fits["frozen"] = _fit_frozen(feats, x, data, config, evaluate)
+    if config.model in ("finetuned", "auto"):
+        fits["finetuned"] = _fit_finetuned(prior, data, config, device, evaluate)
+    kept = max(fits, key=lambda k: (heldout_accuracy(fits[k][1]), k == "frozen"))
+    head, metrics, raw = fits[kept]
+    if config.model == "auto":
+        metrics["auto"] = {k: {"heldout_accuracy": heldout_accuracy(m), "pairwise_accuracy": m.get("pairwise_accuracy"),
+                               "star_pair_accuracy": m.get("star_pair_accuracy")} for k, (_, m, _) in fits.items()}
+        metrics["auto"]["kept"] = kept
     mu, sd = float(raw.mean(0).mean()), float(raw.mean(0).std())
     sd = sd if sd > 1e-8 else 1.0
     metrics["train_fit"] = heldout_metrics(raw.mean(0), data, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)))
@@ -245,7 +252,9 @@ def fit_reward_model(
             "vocabulary": prior.vocab.to_dict(),
             "fingerprint": None if prior_dir is None else prior_fingerprint(prior_dir),
         },
-        "head": {"ensemble": config.ensemble, "hidden": config.hidden, "n_features": int(x.shape[1])},
+        "head": {"kind": kept, "ensemble": config.ensemble, "hidden": config.hidden, "n_features": int(x.shape[1]),
+                 **({"layers": config.finetune_layers, "stats": "stats" in config.features.split("+")}
+                    if kept == "finetuned" else {})},
         "normalisation": {
             "mean": mu, "std": sd, "n_melodies": len(data.melodies),
             "disagreement": float((raw.std(0) / sd).mean()),  # mean ensemble std on training melodies
@@ -261,8 +270,51 @@ def fit_reward_model(
     }
     tensors = {"feature_mean": torch.as_tensor(mean), "feature_std": torch.as_tensor(std),
                "rated_features": torch.as_tensor((feats - mean) / std, dtype=torch.float32)}
-    return RewardModel(prior, head, tensors["feature_mean"], tensors["feature_std"], meta,
-                       rated_features=tensors["rated_features"])
+    cls = FinetunedRewardModel if kept == "finetuned" else RewardModel
+    return cls(prior, head, tensors["feature_mean"], tensors["feature_std"], meta,
+               rated_features=tensors["rated_features"])
+
+
+def heldout_accuracy(metrics: Mapping[str, Any]) -> float:
+    """One held-out accuracy of a fit: pairwise and star-pair accuracy averaged by their
+    counts (-inf when there is neither, so such a fit is never preferred)."""
+    parts = [(metrics.get(k), metrics.get(n, 0)) for k, n in (("pairwise_accuracy", "n_test_pairs"),
+                                                              ("star_pair_accuracy", "n_test_star_pairs"))]
+    parts = [(a, n) for a, n in parts if a is not None and math.isfinite(a) and n]
+    return sum(a * n for a, n in parts) / sum(n for _, n in parts) if parts else -math.inf
+
+
+def _fit_frozen(feats: np.ndarray, x: torch.Tensor, data, config: RewardModelConfig, evaluate: bool
+                ) -> tuple[EnsembleHead, dict[str, Any], np.ndarray]:
+    """Heads on the frozen features: (the saved head, held-out metrics, raw scores (K, M))."""
+    metrics: dict[str, Any] = {}
+    if evaluate:
+        s_tr, s_te, p_tr, p_te, used = split_rows(data, config.split, config.holdout, config.seed)
+        if len(s_tr) + len(p_tr) and len(s_te) + len(p_te):
+            # every statistic from training rows only: feature standardisation, star z-scores
+            seen = np.unique(np.concatenate([data.star_idx[s_tr], data.pair_a[p_tr], data.pair_b[p_tr]]))
+            x_tr = torch.as_tensor(standardise(feats, feats[seen]), dtype=torch.float32)
+            z_tr, _ = zscore_within_raters(data.star_value, data.star_rater, s_tr)
+            head = _fit_heads(x_tr, data, z_tr, s_tr, p_tr, config, config.seed + 1000)
+            with torch.no_grad():
+                held = head(x_tr).mean(0).numpy()
+            metrics = {"split": used, **heldout_metrics(held, data, s_te, p_te, z_tr),
+                       "n_train_ratings": int(len(s_tr)), "n_train_pairs": int(len(p_tr)),
+                       "n_dropped_ratings": int(len(data.star_idx) - len(s_tr) - len(s_te)),
+                       "n_dropped_pairs": int(len(data.pair_a) - len(p_tr) - len(p_te))}
+        else:
+            metrics = {"split": used, "note": "held-out part or training part empty: no held-out metrics"}
+    head = _fit_heads(x, data, data.star_z, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)), config,
+                      config.seed)
+    with torch.no_grad():
+        raw = head(x).numpy()  # (K, M)
+    return head, metrics, raw
+
+
+def _fit_finetuned(prior: MelodyLSTM, data, config: RewardModelConfig, device, evaluate: bool
+                   ) -> tuple[Any, dict[str, Any], np.ndarray]:
+    """The prior's LSTM fine-tuned (``rlmusic.feedback.finetuned``): (scorer, metrics, raw (K, M))."""
+    return fit_finetuned(prior, data, config, device, evaluate)
 
 
 def standardise(feats: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -216,6 +216,10 @@ def load_reward_model(
                              f"now (features {features['set']!r}); fit it again with `rlmusic reward fit`")
     weights = load_file(str(Path(directory) / WEIGHTS_FILE))
     h = meta["head"]
+    if h.get("kind", "frozen") == "finetuned":
+        from rlmusic.feedback.finetuned import load_finetuned
+
+        return load_finetuned(model, weights, meta)
     head = EnsembleHead(h["n_features"], h["ensemble"], h["hidden"])
     head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
     return RewardModel(model, head, weights["feature_mean"], weights["feature_std"], meta,
