@@ -271,3 +271,15 @@ def test_reward_fit_leaves_out_gold_failures_and_shows_the_raters_agreement(home
     kept = meta["metrics"]["auto"]["kept"]  # --model auto fitted both kinds and says which it kept
     assert meta["head"]["kind"] == kept and f"reward fit: model: {kept} (" in printed
     assert "kept by --model auto: held-out accuracy" in printed
+    # each rater's own model: ann's judgements, shrunk toward a population model of every judgement
+    assert main(["reward", "fit", "--out", str(tmp_path / "ann"), "--prior", str(tiny_prior), "--min-ratings", "4",
+                 "--ensemble", "2", "--rater", "ann"]) == 0
+    assert "reward fit: ann's own model from 0 star ratings + 4 comparisons of theirs" in capsys.readouterr().out
+    personal = json.loads((tmp_path / "ann" / "config.json").read_text())["personal"]
+    assert personal["rater"] == "ann" and personal["n_comparisons"] == 4
+    assert main(["reward", "fit", "--out", str(tmp_path / "nobody"), "--rater", "nobody"]) == 1
+    assert one_line_error(capsys, "reward").endswith("no judgements by rater 'nobody' in the database; raters "
+                                                     "with judgements: ann, bob, cy\n")
+    assert not (tmp_path / "nobody").exists()
+    assert main(["reward", "fit", "--out", str(tmp_path / "x"), "--population", str(out)]) == 1
+    assert "--population goes with --rater" in one_line_error(capsys, "reward")

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="frozen: heads on the frozen prior's features; finetuned: the prior's LSTM fine-tuned with "
                           "a scalar head; auto: fit both, keep the better held-out accuracy (default)")
     fit.add_argument("--config", help="RewardModelConfig keys as TOML or JSON (flags override it)")
+    fit.add_argument("--rater", help="fit this rater's own model: their judgements, shrunk toward the population's "
+                                     "model (the shrink chosen by held-out accuracy on their own judgements)")
+    fit.add_argument("--population", help="with --rater: the population reward model to start from (default: fit one "
+                                          "of frozen-feature heads on every judgement first)")
     fit.add_argument("--exclude-gold-failures", action="store_true",
                      help="leave out every judgement of raters who failed more than --max-gold-fail of the "
                           "gold checks of the studies (rlmusic study create --gold K)")
@@ -93,6 +97,33 @@ def rows_from_db(engine, exclude_gold_failures: bool = False, max_gold_fail: flo
     left_out = {"gold_comparisons": n_gold, "raters_excluded": excluded, "max_gold_fail": limit,
                 "comparisons_of_excluded": len(pairs) - len(kept)}
     return stars, kept, left_out
+
+
+def fit_personal_from_db(out: str | Path, rater: str, population: str | Path | None = None, prior=None,
+                         config: RewardModelConfig | None = None, device: str = "auto", engine=None) -> RewardModel:
+    """``reward fit --rater``: the rater's personal model (``rlmusic.feedback.personal``)."""
+    import db
+    from rlmusic.feedback.personal import fit_personal, rater_rows
+
+    engine = engine or db.get_engine()
+    db.check_schema(engine)
+    stars, pairs, _ = rows_from_db(engine)
+    mine = rater_rows(stars, pairs, rater)
+    if not mine[0] and not mine[1]:
+        names = sorted({str(r["rater"]) for r in [*stars, *pairs]})
+        raise ValueError(f"no judgements by rater {rater!r} in the database; raters with judgements: "
+                         f"{', '.join(names) or 'none'}")
+    if population is not None:
+        base = load_reward_model(population)
+    else:
+        from dataclasses import replace
+
+        base = fit_reward_model(stars, pairs, prior, replace(config or RewardModelConfig(), model="frozen"),
+                                device=resolve_device(device))
+    model = fit_personal(base, stars, pairs, rater, config)
+    model.meta["personal"]["population"] = str(Path(population).resolve()) if population else "fitted on every judgement"
+    model.save(out)
+    return model
 
 
 def fit_from_db(out: str | Path, prior: str | Path | None = None, config: RewardModelConfig | None = None,
@@ -149,6 +180,19 @@ def main(args: argparse.Namespace) -> int:
         apply_threads(args)
         if args.max_gold_fail is not None and not args.exclude_gold_failures:
             raise ValueError("--max-gold-fail goes with --exclude-gold-failures")
+        if args.population and not args.rater:
+            raise ValueError("--population goes with --rater")
+        if args.rater:
+            model = fit_personal_from_db(args.out, args.rater, args.population, args.prior, config_from_args(args),
+                                         args.device)
+            p = model.meta["personal"]
+            shrink = "the population's model itself" if math.isinf(p["shrink"]) else f"shrink {p['shrink']:g}"
+            tried = ", ".join(f"{k}: {v['heldout_accuracy']:.3f}" for k, v in p["held_out"].items())
+            print(f"reward fit: {args.rater}'s own model from {p['n_ratings']} star ratings + {p['n_comparisons']} "
+                  f"comparisons of theirs: {shrink}, chosen by held-out accuracy on their own judgements "
+                  f"(shrink: accuracy {tried or 'none: too few to hold out'})")
+            print(f"reward fit: wrote {args.out}")
+            return 0
         model = fit_from_db(args.out, args.prior, config_from_args(args), args.device,
                             exclude_gold_failures=args.exclude_gold_failures, max_gold_fail=args.max_gold_fail)
         d, left = model.meta["data"], model.meta["left_out"]

@@ -42,6 +42,7 @@ and ``reward_model.safetensors`` (feature standardisation and the K heads' weigh
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -156,11 +157,17 @@ def _fit_heads(
     pair_rows: np.ndarray,  # which pair rows to use
     config: RewardModelConfig,
     seed: int,
+    init: EnsembleHead | None = None,
+    shrink: float = 0.0,
 ) -> EnsembleHead:
+    """Fit K heads (from ``init`` when given, else fresh). With ``init``, the L2 penalty
+    ``shrink * |theta - theta_init|^2`` pulls the heads toward it instead of toward 0
+    (``rlmusic.feedback.personal``)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    k = config.ensemble
-    head = EnsembleHead(x.shape[1], k, config.hidden)
+    k = config.ensemble if init is None else init.ensemble
+    head = EnsembleHead(x.shape[1], k, config.hidden) if init is None else copy.deepcopy(init).train()
+    anchor = None if init is None else [p.detach().clone() for p in init.parameters()]
 
     def weights(n: int) -> torch.Tensor:  # (K, n) bootstrap counts (or ones)
         if not config.bootstrap or n == 0:
@@ -176,7 +183,10 @@ def _fit_heads(
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
     for _ in range(config.epochs):
         s = head(x)  # (K, M)
-        loss = config.weight_decay * head.l2()  # sum over heads of each head's L2
+        if anchor is None:
+            loss = config.weight_decay * head.l2()  # sum over heads of each head's L2
+        else:
+            loss = shrink * sum(((p - p0) ** 2).sum() for p, p0 in zip(head.parameters(), anchor))
         if len(star_rows) and config.star_weight:
             err = (s[:, s_idx] - s_z) ** 2  # (K, S)
             loss = loss + config.star_weight * ((ws * err).sum(1) / ws.sum(1).clamp_min(1)).sum()
