@@ -258,6 +258,7 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(BigInteger)  # seeds the clips, the sides and the order
     folder: Mapped[str | None] = mapped_column(String(1024))  # where its clips and manifests are
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    for_rater_id: Mapped[int | None] = mapped_column(ForeignKey("raters.id"))  # served to this rater only; None: all
 
 
 class StudyPair(Base):

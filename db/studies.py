@@ -60,13 +60,14 @@ def check_study_name(name: Any) -> str:
 
 
 def create_study(engine: Engine, name: str, *, model_a_id: int, model_b_id: int, steps: int, seed: int,
-                 pairs: Iterable[Mapping[str, Any]], folder: str | None = None) -> int:
+                 pairs: Iterable[Mapping[str, Any]], folder: str | None = None, for_rater: str | None = None) -> int:
     """Record a study and its pairs in one transaction; returns its id.
 
     Each pair: ``clip_a`` (model A's clip; in a gold check the intact one), ``clip_b``
     (model B's; in a gold check the broken one), ``gold``, ``swap`` (clip B on the left),
     ``position`` (order of service). ``ValueError`` for a name in use, a clip that does
-    not exist, is of the wrong model or length, or a gold check without a broken clip.
+    not exist, is of the wrong model or length, a gold check without a broken clip, or a
+    ``for_rater`` (the only rater served its pairs) who is not a rater.
     """
     name = check_study_name(name)
     pairs = [dict(p) for p in pairs]
@@ -81,8 +82,13 @@ def create_study(engine: Engine, name: str, *, model_a_id: int, model_b_id: int,
                 raise ValueError(f"model id {model_id!r} does not exist")
         ids = {int(p[k]) for p in pairs for k in ("clip_a", "clip_b")}
         clips = {c.id: c for c in session.scalars(select(Clip).where(Clip.id.in_(sorted(ids))))}
+        for_rater_id = None
+        if for_rater is not None:
+            for_rater_id = session.scalar(select(Rater.id).where(Rater.name == rater_key(for_rater)))
+            if for_rater_id is None:
+                raise ValueError(f"no rater called {for_rater!r} (a study --for a rater needs one who has judged)")
         study = Study(name=name, model_a_id=model_a_id, model_b_id=model_b_id, steps=steps, seed=seed,
-                      folder=folder)
+                      folder=folder, for_rater_id=for_rater_id)
         session.add(study)
         session.flush()
         for p in pairs:
@@ -121,7 +127,8 @@ def _study_dict(session: Session, study: Study) -> dict[str, Any]:
     return {"id": study.id, "name": study.name, "model_a": a.name, "model_a_dir": a.directory,
             "model_b": b.name, "model_b_dir": b.directory, "model_a_id": a.id, "model_b_id": b.id,
             "steps": study.steps, "seed": study.seed, "folder": study.folder, "created_at": study.created_at,
-            "n_pairs": golds.count(False), "n_gold": golds.count(True)}
+            "n_pairs": golds.count(False), "n_gold": golds.count(True),
+            "for_rater": None if study.for_rater_id is None else session.get(Rater, study.for_rater_id).name}
 
 
 def get_study(engine: Engine, name: str) -> dict[str, Any]:
@@ -154,11 +161,15 @@ def study_pairs(engine: Engine, name: str) -> list[dict[str, Any]]:
 
 def next_study_pair(engine: Engine, rater: str) -> ServedPair | None:
     """The next study pair ``rater`` has not judged (oldest study first, then position),
-    left and right as stored; None when there is none. Every rater meets the pairs in the
+    left and right as stored, leaving out studies made for another rater; None when there
+    is none. Every rater meets the pairs in the
     same order, so pairs are shared early (agreement needs shared pairs)."""
     with session_scope(engine) as session:
         query = select(StudyPair).order_by(StudyPair.study_id, StudyPair.position, StudyPair.id)
         rater_id = session.scalar(select(Rater.id).where(Rater.name == rater_key(rater)))
+        others = exists().where(Study.id == StudyPair.study_id, Study.for_rater_id.is_not(None),
+                                Study.for_rater_id != (rater_id if rater_id is not None else -1))
+        query = query.where(~others)  # a study for one rater is served to them only
         if rater_id is not None:
             done = exists().where(Comparison.rater_id == rater_id, Comparison.pair_lo == StudyPair.pair_lo,
                                   Comparison.pair_hi == StudyPair.pair_hi)

@@ -283,3 +283,42 @@ def test_reward_fit_leaves_out_gold_failures_and_shows_the_raters_agreement(home
     assert not (tmp_path / "nobody").exists()
     assert main(["reward", "fit", "--out", str(tmp_path / "x"), "--population", str(out)]) == 1
     assert "--population goes with --rater" in one_line_error(capsys, "reward")
+
+
+def test_a_study_for_one_rater_is_served_to_them_alone(home, tiny_prior, tiny_b, tiny_tune_config, tmp_path,
+                                                        capsys):
+    """``study create --for RATER``: model A tuned on the rater's own reward model (checked),
+    the pairs served to that rater and to nobody else."""
+    assert main(["study", "create", "s1", "--models", str(tiny_prior), str(tiny_b), "--clips", "4", "--steps",
+                 str(STEPS)]) == 0
+    for p in db.study_pairs(home, "s1"):
+        db.add_comparison(home, "ann", p["clip_a"], p["clip_b"], "a")
+    rm, tuned = tmp_path / "rm-ann", tmp_path / "tuned-ann"
+    assert main(["reward", "fit", "--out", str(rm), "--prior", str(tiny_prior), "--min-ratings", "4",
+                 "--ensemble", "2", "--rater", "ann"]) == 0
+    assert main(["tune", "--prior", str(tiny_prior), "--out", str(tuned), "--config", str(tiny_tune_config),
+                 "--reward-model", str(rm), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["study", "create", "mine", "--for", "bob", "--models", str(tuned), str(tiny_prior)]) == 1
+    assert "no judgements by rater 'bob'" in one_line_error(capsys, "study")
+    db.add_comparison(home, "bob", db.study_pairs(home, "s1")[0]["clip_a"], db.study_pairs(home, "s1")[0]["clip_b"],
+                      "b")
+    assert main(["study", "create", "mine", "--for", "bob", "--models", str(tuned), str(tiny_prior)]) == 1
+    assert f"rater 'bob' has no model of their own as A: {tuned.resolve()} was tuned on" in one_line_error(capsys,
+                                                                                                       "study")
+    assert main(["study", "create", "mine", "--for", "ann", "--models", str(tiny_prior), str(tuned)]) == 1
+    assert "tuned on no reward model, not on ann's" in one_line_error(capsys, "study")
+    assert not (db.rlmusic_home() / "studies" / "mine").exists()  # refused before anything is written
+    assert main(["study", "create", "mine", "--for", "ann", "--models", str(tuned), str(tiny_prior), "--clips", "2",
+                 "--steps", str(STEPS)]) == 0
+    assert "ann alone judges them first" in capsys.readouterr().out
+    assert db.get_study(home, "mine")["for_rater"] == "ann" and db.get_study(home, "s1")["for_rater"] is None
+    mine = {p["pair_id"] for p in db.study_pairs(home, "mine")}
+    served = db.next_study_pair(home, "ann")  # ann has judged every pair of s1: her own study is next
+    assert served is not None and served.pair_id in mine
+    for rater in ("bob", "cy"):  # bob has one s1 pair left; cy none judged
+        got = db.next_study_pair(home, rater)
+        assert got is not None and got.pair_id not in mine
+    for p in db.study_pairs(home, "s1"):
+        db.add_comparison(home, "bob", p["clip_a"], p["clip_b"], "a")
+    assert db.next_study_pair(home, "bob") is None  # nothing left for bob: "mine" is ann's

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--melodies",
                         help="with --harmonizers: a folder of MIDI melodies (the first --clips by name) or "
                              "'chorales' (excerpts of the held-out Bach chorales)")
+    create.add_argument("--for", dest="for_rater", metavar="RATER",
+                        help="a study for one rater, served only to them: model A must be tuned on their own reward "
+                             "model (rlmusic reward fit --rater RATER), B typically on the population's")
     create.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     create.add_argument("--clips", type=int, default=16, help="clips per model, one pair each (default 16)")
     create.add_argument("--steps", type=int, default=64, help="16th-note steps per clip (default 64 = 4 bars)")
@@ -92,6 +95,29 @@ def check_create(args: argparse.Namespace) -> None:
                          f"{2 * args.clips} clips)")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.for_rater is not None and not args.models:
+        raise ValueError("--for goes with --models (a rater's own melody model against the population's)")
+
+
+def check_for_rater(eng, rater: str, model_a: Path) -> None:
+    """``study create --for RATER``: RATER has judged, and model A was tuned on RATER's own
+    reward model (``ValueError`` naming what is missing)."""
+    import db
+    from rlmusic.feedback.reward_model import read_reward_meta
+    from rlmusic.models.checkpoint import read_model_meta
+
+    if not db.rater_count(eng, rater):
+        raise ValueError(f"no judgements by rater {rater!r}: a study --for a rater compares their own model, fitted "
+                         "on their judgements, with the population's")
+    recorded = (read_model_meta(model_a).get("provenance") or {}).get("reward_model")
+    try:
+        personal = read_reward_meta(recorded).get("personal") if recorded else None
+    except FileNotFoundError:
+        personal = None
+    if not personal or personal.get("rater") != rater:
+        raise ValueError(f"rater {rater!r} has no model of their own as A: {model_a} was tuned on "
+                         f"{recorded or 'no reward model'}, not on {rater}'s (rlmusic reward fit --out RM --rater "
+                         f"{rater}, then rlmusic tune --reward-model RM)")
 
 
 def gold_rows(intact: list[tuple[dict, Path]], out: Path, seed: int) -> list[tuple[dict, Path]]:
@@ -141,6 +167,8 @@ def create(args: argparse.Namespace) -> int:
         raise ValueError("--melodies goes with --harmonizers (a study of harmonisations); --models samples its clips")
     dirs = [model_path(m).resolve() for m in args.models]
     vocabs = [Vocabulary.from_dict(read_model_meta(d)["vocabulary"]) for d in dirs]  # not a model: one line
+    if args.for_rater is not None:
+        check_for_rater(eng, args.for_rater, dirs[0])
     if dirs[0] == dirs[1]:
         print(f"study: A and B are the same model ({dirs[0]}): an A/A check, whose win rate should be near 0.5")
     clips: list[list[dict]] = []
@@ -166,9 +194,11 @@ def create(args: argparse.Namespace) -> int:
     for position, p in zip(order, pairs):
         p |= {"position": int(position), "swap": bool(rng.random() < 0.5)}
     db.create_study(eng, name, model_a_id=register_model(eng, dirs[0]), model_b_id=register_model(eng, dirs[1]),
-                    steps=args.steps, seed=args.seed, pairs=pairs, folder=str(folder.resolve()))
+                    steps=args.steps, seed=args.seed, pairs=pairs, folder=str(folder.resolve()),
+                    for_rater=args.for_rater)
+    who = "raters judge" if args.for_rater is None else f"{args.for_rater} alone judges"
     print(f"study {name}: {args.clips} pairs + {len(gold)} gold checks, sides and order drawn with seed "
-          f"{args.seed}; raters judge them first on the app's Compare page")
+          f"{args.seed}; {who} them first on the app's Compare page")
     print(f"study {name}: results with `rlmusic study report {name}`")
     return 0
 
