@@ -5,7 +5,8 @@ through the product's own commands (docs/results.md, "Human feedback").
    database under OUT/home (no audio: simulated raters do not listen);
 2. 6 simulated raters of TASTE give 100 star ratings each (600), through the ratings CSV
    import (`rlmusic simulate-raters`);
-3. `rlmusic reward fit` (default features, clip-disjoint held-out metrics);
+3. `rlmusic reward fit --model frozen` (default features, clip-disjoint held-out metrics;
+   ``--reward-model-kind finetuned|auto`` for the other kinds);
 4. `rlmusic tune --reward-model ... --steps 64` with no preset: the `human` preset (with
    ``--method dpo``: `rlmusic tune --method dpo` on the stored judgements instead);
 5. ``-n`` (10,000) fresh melodies of the prior and of the tuned model (seed 12345): the taste's change
@@ -119,7 +120,7 @@ def experiment(args: argparse.Namespace, out: Path, seed: int) -> dict:
             "--csv-dir", out / "csv")
         if args.control:
             print(f"control: shuffled the stars of {shuffle_stars(seed)} ratings among the clips", flush=True)
-        run(env, "reward", "fit", "--out", out / "rm", "--seed", seed)
+        run(env, "reward", "fit", "--out", out / "rm", "--seed", seed, "--model", args.reward_model_kind)
     if not (out / "tuned" / "model.safetensors").is_file() and args.method == "dpo":  # the judgements, no reward model
         run(env, "tune", "--out", out / "tuned", "--method", "dpo", "--steps", args.steps, "--seed", seed,
             "--no-progress", "--force", *(["--config", Path(args.config).resolve()] if args.config else []))
@@ -164,6 +165,9 @@ def main() -> None:
     ap.add_argument("--control", action="store_true", help="shuffle the stars among the clips before the fit")
     ap.add_argument("--config", default=None, help="TOML of tune config keys on top of the human preset "
                     "(default: none, the product's own choice)")
+    ap.add_argument("--reward-model-kind", choices=("frozen", "finetuned", "auto"), default="frozen",
+                    help="reward fit --model (default frozen: the kind every figure of docs/results.md was measured "
+                         "with, before the fine-tuned kind existed)")
     ap.add_argument("--method", choices=("ppo", "dpo"), default="ppo",
                     help="ppo: tune against the reward model (the human preset); dpo: `tune --method dpo` on the "
                          "judgements themselves (the reward model is fitted all the same, to score the result)")
