@@ -3,7 +3,8 @@
 As RLHF reward models start from the pretrained model: each of K ensemble members is a
 copy of the prior's LSTM (its top layer, ``finetune_layers = "top"``, over the frozen
 layers below; or every layer and the embedding, ``"all"``) with a scalar head on the
-melody's final state and its mean state, trained on the same loss as the frozen-feature
+melody's final state and its mean state (and, when the feature set has ``stats``, the
+melody statistics ``STAT_NAMES``, standardised on the training melodies), trained on the same loss as the frozen-feature
 heads (``rlmusic.feedback.fit``: stars z-scored within each rater, Bradley-Terry on
 comparisons, each member on its own bootstrap resample of the rows). The number of
 epochs is chosen by early stopping on a clip-disjoint validation part of the training
