@@ -3,10 +3,12 @@
 
 For each taste and seed: 300 clips of 64 steps from the shipped prior (sampling seed = the
 seed), 6 simulated raters of the taste (noise 0.5 stars) giving 100 stars each on their own
-random clips, and ``fit_reward_model`` with ``model="auto"`` (both kinds fitted on the same
-clip-disjoint split; ensemble 5): each kind's held-out star-pair accuracy, the one kept, the
-fine-tuned model's epochs and the minutes. ``--shuffle``: the stars permuted among all the
-ratings (the control: no taste left in them).
+random clips, and ``fit_reward_model`` with each kind (ensemble 5; the same clip-disjoint
+split): each kind's held-out star-pair accuracy on that split (75 clips), its pairwise and
+star-pair accuracy on an external test set that shares nothing with training (400 other prior
+clips, 2,000 pairs and 360 stars by 6 other raters: ``reward_learning_curve.test_set``), which
+kind ``auto`` would keep, the fine-tuned model's epochs and the minutes. ``--shuffle``: the
+stars permuted among all the ratings (the control: no taste left in them).
 
     .venv/bin/python scripts/reward_model_kinds.py OUT.json [--tastes contour rhythm pitch ending] [--seeds 3] [--shuffle]
 """
@@ -23,6 +25,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reward_learning_curve import accuracy, test_set  # noqa: E402
 
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model  # noqa: E402
 from rlmusic.feedback.simulate import TASTES, make_raters, taste_score  # noqa: E402
@@ -43,12 +48,18 @@ def one(prior, taste: str, seed: int, shuffle: bool) -> dict:
         permuted = [rows[i]["stars"] for i in rng.permutation(len(rows))]
         for row, s in zip(rows, permuted):
             row["stars"] = s
-    t = time.time()
-    m = fit_reward_model(rows, [], prior, RewardModelConfig(model="auto", seed=seed, ensemble=5))
-    auto = m.metrics["auto"]
-    return {"taste": taste, "seed": seed, "shuffled": shuffle, "kept": auto["kept"],
-            "frozen": auto["frozen"]["star_pair_accuracy"], "finetuned": auto["finetuned"]["star_pair_accuracy"],
-            "finetune_epochs_kept": m.metrics.get("finetune_epochs_kept"), "minutes": (time.time() - t) / 60}
+    test = test_set(prior, taste, 0.5, seed, 64)
+    out = {"taste": taste, "seed": seed, "shuffled": shuffle, "ceiling": test["ceiling"]}
+    for kind in ("frozen", "finetuned"):
+        t = time.time()
+        m = fit_reward_model(rows, [], prior, RewardModelConfig(model=kind, seed=seed, ensemble=5))
+        external = accuracy(m.score(test["clips"]), test)
+        out[kind] = {"heldout_star_pair_accuracy": m.metrics["star_pair_accuracy"],
+                     "external_pairwise_accuracy": external["pairwise_accuracy"],
+                     "external_star_pair_accuracy": external["star_pair_accuracy"],
+                     "finetune_epochs_kept": m.metrics.get("finetune_epochs_kept"), "minutes": (time.time() - t) / 60}
+    out["auto_keeps"] = max(("frozen", "finetuned"), key=lambda k: (out[k]["heldout_star_pair_accuracy"], k == "frozen"))
+    return out
 
 
 def main() -> None:
@@ -64,8 +75,11 @@ def main() -> None:
         for seed in range(args.seeds):
             rows.append(one(prior, taste, seed, args.shuffle))
             r = rows[-1]
-            print(f"{taste:8s} seed {seed}{' shuffled' if args.shuffle else ''}: frozen {r['frozen']:.3f}, "
-                  f"fine-tuned {r['finetuned']:.3f} -> {r['kept']} ({r['minutes']:.1f} min)", flush=True)
+            f, g = r["frozen"], r["finetuned"]
+            print(f"{taste:8s} seed {seed}{' shuffled' if args.shuffle else ''}: held-out {f['heldout_star_pair_accuracy']:.3f}"
+                  f" / {g['heldout_star_pair_accuracy']:.3f} (auto keeps {r['auto_keeps']}), external pairwise "
+                  f"{f['external_pairwise_accuracy']:.3f} / {g['external_pairwise_accuracy']:.3f} (frozen / fine-tuned; "
+                  f"ceiling {r['ceiling']:.3f})", flush=True)
             Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 
 
