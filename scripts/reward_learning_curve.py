@@ -151,7 +151,8 @@ def curve(prior, taste: str, noise: float, seed: int, sizes: list[int], order: s
         stars += more_s
         pairs += more_p
         t = time.time()
-        rm = fit_reward_model(stars, pairs, prior, RewardModelConfig(model=model, seed=seed), evaluate=model == "auto")
+        rm = fit_reward_model(stars, pairs, prior, RewardModelConfig(model=model, seed=seed),
+                              evaluate=model != "frozen")  # the fine-tuned kind stops early on its split
         scores = rm.score(test["clips"])
         out.append({"n": n, **accuracy(scores, test), "seconds": time.time() - t,
                     "kept": rm.meta["head"].get("kind", "frozen")})
