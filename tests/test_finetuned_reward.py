@@ -12,11 +12,10 @@ import torch
 from seeding import seed
 from test_reward_model import melodies, rising, star_rows_for
 
-from rlmusic.feedback.finetuned import FinetunedRewardModel
 from rlmusic.feedback.fit import RewardModelConfig, fit_reward_model, heldout_accuracy
 from rlmusic.feedback.guard import GuardedRewardModel
 from rlmusic.feedback.judgements import spearman
-from rlmusic.feedback.reward_model import load_reward_model
+from rlmusic.feedback.reward_model import FinetunedRewardModel, load_reward_model
 from rlmusic.feedback.simulate import make_raters, taste_score
 from rlmusic.models.checkpoint import load_model, save_model
 from rlmusic.models.generate import sample_tokens

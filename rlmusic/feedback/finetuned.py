@@ -12,7 +12,8 @@ rows (never the held-out rows the metrics are computed on); the saved model is r
 on every row for that many epochs.
 
 The out-of-distribution measure (``RewardModel.ood``) stays in the frozen feature space
-of ``config.features``, so the guard reads both kinds of model the same way.
+of ``config.features``, so the guard reads both kinds of model the same way. The saved
+model is a ``rlmusic.feedback.reward_model.FinetunedRewardModel``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from rlmusic.feedback.judgements import (
     split_rows,
     zscore_within_raters,
 )
-from rlmusic.feedback.reward_model import RewardModel
 from rlmusic.models.lstm import MelodyLSTM
 
 LAYERS = ("top", "all")
@@ -289,27 +289,3 @@ def fit_finetuned(prior: MelodyLSTM, data: Judgements, config, device, evaluate:
 def _all_scores(scorer: FinetunedScorer, inputs: Inputs) -> np.ndarray:
     scorer.eval()
     return _scores(scorer, inputs, np.arange(len(inputs))).cpu().numpy()  # (K, M)
-
-
-class FinetunedRewardModel(RewardModel):
-    """A ``RewardModel`` whose scores come from a ``FinetunedScorer`` (its ``head``); the
-    frozen features remain for the out-of-distribution measure."""
-
-    @torch.no_grad()
-    def head_scores(self, tokens: np.ndarray) -> np.ndarray:
-        """(B, T) -> (K, B) normalised scores of each member."""
-        tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
-        self.vocab.validate(tokens.reshape(-1))
-        self.head.eval()
-        raw = torch.cat([self.head(torch.as_tensor(tokens[i: i + 512], device=self.prior.device)).cpu()
-                         for i in range(0, len(tokens), 512)], dim=1)
-        return ((raw - self.mean) / self.std).numpy().astype(np.float64)
-
-
-def load_finetuned(prior: MelodyLSTM, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> FinetunedRewardModel:
-    """Rebuild a saved fine-tuned reward model over ``prior`` (``load_reward_model`` calls it)."""
-    h = meta["head"]
-    scorer = FinetunedScorer(prior, int(h["ensemble"]), h.get("layers", "top"), bool(h.get("stats"))).to(prior.device)
-    scorer.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
-    return FinetunedRewardModel(prior, scorer.eval(), weights["feature_mean"], weights["feature_std"], meta,
-                                rated_features=weights.get("rated_features"))

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from rlmusic.feedback.features import feature_names, melody_features
-from rlmusic.feedback.finetuned import LAYERS, FinetunedRewardModel, fit_finetuned
+from rlmusic.feedback.finetuned import LAYERS, fit_finetuned
 from rlmusic.feedback.judgements import (
     Judgements,
     check_enough,
@@ -66,6 +66,7 @@ from rlmusic.feedback.judgements import (
 from rlmusic.feedback.reward_model import (
     FORMAT_VERSION,
     EnsembleHead,
+    FinetunedRewardModel,
     RewardModel,
     prior_fingerprint,
     vae_fingerprint,

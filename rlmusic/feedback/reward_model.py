@@ -169,6 +169,32 @@ class RewardModel:
         return directory
 
 
+class FinetunedRewardModel(RewardModel):
+    """A ``RewardModel`` whose scores come from a ``FinetunedScorer`` (its ``head``); the
+    frozen features remain for the out-of-distribution measure."""
+
+    @torch.no_grad()
+    def head_scores(self, tokens: np.ndarray) -> np.ndarray:
+        """(B, T) -> (K, B) normalised scores of each member."""
+        tokens = np.atleast_2d(np.asarray(tokens, dtype=np.int64))
+        self.vocab.validate(tokens.reshape(-1))
+        self.head.eval()
+        raw = torch.cat([self.head(torch.as_tensor(tokens[i: i + 512], device=self.prior.device)).cpu()
+                         for i in range(0, len(tokens), 512)], dim=1)
+        return ((raw - self.mean) / self.std).numpy().astype(np.float64)
+
+
+def load_finetuned(prior: MelodyLSTM, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> FinetunedRewardModel:
+    """Rebuild a saved fine-tuned reward model over ``prior`` (``load_reward_model`` calls it)."""
+    from rlmusic.feedback.finetuned import FinetunedScorer
+
+    h = meta["head"]
+    scorer = FinetunedScorer(prior, int(h["ensemble"]), h.get("layers", "top"), bool(h.get("stats"))).to(prior.device)
+    scorer.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
+    return FinetunedRewardModel(prior, scorer.eval(), weights["feature_mean"], weights["feature_std"], meta,
+                                rated_features=weights.get("rated_features"))
+
+
 def read_reward_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file() or not (Path(directory) / WEIGHTS_FILE).is_file():
@@ -217,8 +243,6 @@ def load_reward_model(
     weights = load_file(str(Path(directory) / WEIGHTS_FILE))
     h = meta["head"]
     if h.get("kind", "frozen") == "finetuned":
-        from rlmusic.feedback.finetuned import load_finetuned
-
         return load_finetuned(model, weights, meta)
     head = EnsembleHead(h["n_features"], h["ensemble"], h["hidden"])
     head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
