@@ -162,8 +162,8 @@ def study_pairs(engine: Engine, name: str) -> list[dict[str, Any]]:
 def next_study_pair(engine: Engine, rater: str) -> ServedPair | None:
     """The next study pair ``rater`` has not judged (oldest study first, then position),
     left and right as stored, leaving out studies made for another rater; None when there
-    is none. Every rater meets the pairs in the
-    same order, so pairs are shared early (agreement needs shared pairs)."""
+    is none. Every rater meets the pairs in the same order, so pairs are shared early
+    (agreement needs shared pairs)."""
     with session_scope(engine) as session:
         query = select(StudyPair).order_by(StudyPair.study_id, StudyPair.position, StudyPair.id)
         rater_id = session.scalar(select(Rater.id).where(Rater.name == rater_key(rater)))
