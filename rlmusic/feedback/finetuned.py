@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from rlmusic.feedback.features import STAT_NAMES, melody_statistics
 from rlmusic.feedback.judgements import (
     Judgements,
+    by_length,
     heldout_metrics,
+    per_melody,
     split_rows,
     zscore_within_raters,
 )
@@ -123,30 +125,25 @@ class Inputs(list):
 
 
 def _inputs_by_length(scorer: FinetunedScorer, melodies: list[tuple[int, ...]], device) -> Inputs:
-    """``Inputs`` of every melody."""
+    """``Inputs`` of every melody (one batch per length, at most 256 melodies)."""
     out: list[torch.Tensor | None] = [None] * len(melodies)
-    by_len: dict[int, list[int]] = {}
-    for i, m in enumerate(melodies):
-        by_len.setdefault(len(m), []).append(i)
-    for idx in by_len.values():
+    for idx in by_length(melodies).values():
         for j in range(0, len(idx), 256):
             part = idx[j: j + 256]
             x = scorer.inputs(torch.as_tensor(np.array([melodies[i] for i in part]), device=device))
             for i, row in zip(part, x):
                 out[i] = row
     inputs = Inputs(out)
-    inputs.stats = torch.as_tensor(np.concatenate([melody_statistics(np.array([m]), scorer.vocab) for m in melodies])
-                                   if scorer.n_stats else np.zeros((len(melodies), 0), np.float32), device=device)
+    stats = per_melody(lambda tokens: melody_statistics(tokens, scorer.vocab), melodies) if scorer.n_stats \
+        else np.zeros((len(melodies), 0), np.float32)
+    inputs.stats = torch.as_tensor(stats, device=device)
     return inputs
 
 
 def _scores(scorer: FinetunedScorer, inputs: Inputs, idx: np.ndarray) -> torch.Tensor:
     """(K, len(idx)) raw scores of the melodies ``idx`` (grouped by length)."""
     out = torch.zeros(scorer.ensemble, len(idx), device=inputs[0].device)
-    groups: dict[int, list[int]] = {}
-    for j, i in enumerate(idx):
-        groups.setdefault(inputs[i].shape[0], []).append(j)
-    for js in groups.values():
+    for js in by_length([inputs[i] for i in idx]).values():
         rows = torch.as_tensor(idx[js])
         stats = (inputs.stats[rows] - scorer.stat_mean) / scorer.stat_std
         out[:, js] = scorer.score_inputs(torch.stack([inputs[i] for i in idx[js]]), stats)

@@ -59,6 +59,7 @@ from rlmusic.feedback.judgements import (
     Judgements,
     check_enough,
     heldout_metrics,
+    per_melody,
     prepare,
     split_rows,
     zscore_within_raters,
@@ -227,8 +228,7 @@ def fit_reward_model(
     if not len(data.melodies):
         raise ValueError("no usable ratings (every comparison is a skipped tie)")
     steps_seen = sorted({len(m) for m in data.melodies})
-    feats = np.concatenate([melody_features(prior, np.array([m]), config.features) for m in data.melodies]) \
-        if len(steps_seen) > 1 else melody_features(prior, np.array(data.melodies), config.features)
+    feats = per_melody(lambda tokens: melody_features(prior, tokens, config.features), data.melodies)
 
     mean, std = feats.mean(0), np.where(feats.std(0) > 1e-6, feats.std(0), 1.0)
     x = torch.as_tensor((feats - mean) / std, dtype=torch.float32)  # (M, F): the saved model sees all
@@ -236,7 +236,7 @@ def fit_reward_model(
     if config.model in ("frozen", "auto"):
         fits["frozen"] = _fit_frozen(feats, x, data, config, evaluate)
     if config.model in ("finetuned", "auto"):
-        fits["finetuned"] = _fit_finetuned(prior, data, config, device, evaluate)
+        fits["finetuned"] = fit_finetuned(prior, data, config, device, evaluate)
     kept = max(fits, key=lambda k: (heldout_accuracy(fits[k][1]), k == "frozen"))
     head, metrics, raw = fits[kept]
     if config.model == "auto":
@@ -320,12 +320,6 @@ def _fit_frozen(feats: np.ndarray, x: torch.Tensor, data, config: RewardModelCon
     with torch.no_grad():
         raw = head(x).numpy()  # (K, M)
     return head, metrics, raw
-
-
-def _fit_finetuned(prior: MelodyLSTM, data, config: RewardModelConfig, device, evaluate: bool
-                   ) -> tuple[Any, dict[str, Any], np.ndarray]:
-    """The prior's LSTM fine-tuned (``rlmusic.feedback.finetuned``): (scorer, metrics, raw (K, M))."""
-    return fit_finetuned(prior, data, config, device, evaluate)
 
 
 def standardise(feats: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -25,6 +25,26 @@ def melody_key(tokens: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(t) for t in tokens)
 
 
+def by_length(melodies: Sequence[Sequence[int]]) -> dict[int, list[int]]:
+    """Indices of the melodies grouped by length (so each group runs as one batch)."""
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(melodies):
+        groups.setdefault(len(m), []).append(i)
+    return groups
+
+
+def per_melody(fn, melodies: Sequence[Sequence[int]]) -> np.ndarray:
+    """``fn((B, T) tokens) -> (B, ...)`` over melodies of any lengths, one batch per length,
+    rows back in the melodies' order."""
+    out = None
+    for idx in by_length(melodies).values():
+        part = np.asarray(fn(np.array([melodies[i] for i in idx], dtype=np.int64)))
+        if out is None:
+            out = np.zeros((len(melodies), *part.shape[1:]), dtype=part.dtype)
+        out[idx] = part
+    return out
+
+
 def normalise_stars(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
     """Stars z-scored within each rater -> (targets (N,), {rater: {mean, std, n}}).
 

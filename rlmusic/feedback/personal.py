@@ -7,9 +7,9 @@ shrink keeps the population's model, a small one follows the rater. The shrink i
 among ``SHRINKS`` by held-out accuracy on a clip-disjoint split of the rater's own
 judgements (``inf``: the population model itself; a tie keeps the larger shrink), against a
 population model refitted without any row on those held-out clips (the given one has seen
-them), then the model is refitted on all of them from the given population model. With none of the rater's judgements, or none that a
-smaller shrink predicts better, the personal model *is* the population model (same heads,
-same normalisation). Features and their standardisation are the population's, and scores
+them), then the model is refitted on all of them from the given population model. With none
+of the rater's judgements, or none that a smaller shrink predicts better, the personal model
+*is* the population model (same heads, same normalisation). Features and their standardisation are the population's, and scores
 are normalised on the population's rated melodies, so personal and population scores are in
 the same units.
 """
@@ -29,6 +29,7 @@ from rlmusic.feedback.fit import RewardModelConfig, _fit_heads, fit_reward_model
 from rlmusic.feedback.judgements import (
     heldout_metrics,
     melody_key,
+    per_melody,
     prepare,
     split_rows,
     zscore_within_raters,
@@ -69,7 +70,7 @@ def fit_personal(population: RewardModel, star_rows: Sequence[Mapping[str, Any]]
     if anchor is not None:
         # the population model of the comparison must not have seen the held-out clips (the
         # given one was fitted on every row, the rater's held-out ones too): refitted without them
-        x = torch.cat([anchor.features(np.array([m])) for m in data.melodies]).float()  # (M, F)
+        x = torch.as_tensor(per_melody(anchor.features, data.melodies)).float()  # (M, F)
         z_tr, _ = zscore_within_raters(data.star_value, data.star_rater, s_tr)
         for shrink in SHRINKS:
             head = anchor.head if math.isinf(shrink) else _fit_heads(
@@ -82,7 +83,7 @@ def fit_personal(population: RewardModel, star_rows: Sequence[Mapping[str, Any]]
                 best, best_acc = shrink, acc
     if math.isinf(best):
         return _personal(population, population.head, best, {**info, "held_out": held_out})
-    x = torch.cat([population.features(np.array([m])) for m in data.melodies]).float()  # (M, F)
+    x = torch.as_tensor(per_melody(population.features, data.melodies)).float()  # (M, F)
     head = _fit_heads(x, data, data.star_z, np.arange(len(data.star_idx)), np.arange(len(data.pair_a)), config,
                       config.seed, init=population.head, shrink=best)
     return _personal(population, head, best, {**info, "held_out": held_out})
